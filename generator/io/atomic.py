@@ -1,0 +1,53 @@
+"""Atomic file writes: a file either appears whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from generator.errors import FileFormatError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` and move it into place on success.
+
+    The caller writes the whole file to the yielded path. When the block exits
+    normally the file is fsync'ed and renamed onto ``path`` (an atomic
+    operation on POSIX file systems); when it raises, the temporary file is
+    removed and ``path`` is left untouched. A reader therefore never sees a
+    half-written file, even after SIGKILL or a full disk.
+
+    Parameters
+    ----------
+    path
+        Final destination.
+    suffix
+        Suffix of the temporary file (some writers choose the format from it).
+        Defaults to the suffix of ``path``.
+
+    Raises
+    ------
+    FileFormatError
+        If the destination folder does not exist or is not writable.
+    """
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileFormatError(f"cannot write {dest}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise FileFormatError(f"cannot write {dest}: folder {folder} is not writable")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix, dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""microdesign.inverse: study specs, feasibility, Bayesian search, evaluation, recipes and the CLI."""

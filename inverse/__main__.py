@@ -1,0 +1,3 @@
+from inverse.cli import main
+
+main()

@@ -1,0 +1,3 @@
+"""``microdesign study``: not implemented yet."""
+
+from inverse.cli._app import app  # noqa: F401
