@@ -1,0 +1,43 @@
+"""Shared, session-scoped fixtures: reference volumes, the tiny dataset and the tiny model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MICRODESIGN_SHARED", REPO.parent / "shared"))
+GRASPI_REFERENCE = SHARED / "graspi_reference"
+MICROGEN3D_SHAPES = SHARED / "microgen3d" / "checkpoint_shapes.json"
+
+
+@pytest.fixture(scope="session")
+def graspi_fixture_paths() -> list[Path]:
+    """Paths of the reference GraSPI volumes (skips when ``../shared`` is absent)."""
+    paths = sorted(GRASPI_REFERENCE.glob("*.npz"))
+    if not paths:
+        pytest.skip(f"no GraSPI reference fixtures under {GRASPI_REFERENCE}")
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``tiny`` Cahn-Hilliard dataset, simulated and labelled with descriptors."""
+    from generator.data.build import simulate_dataset
+    from generator.descriptors import describe_dataset
+
+    path = tmp_path_factory.mktemp("tiny_data") / "tiny.h5"
+    simulate_dataset("tiny", path, progress=False)
+    describe_dataset(path, n_jobs=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle of the ``tiny`` training preset, trained on :func:`tiny_dataset`."""
+    from generator.training import train_pipeline
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    return train_pipeline("tiny", data=tiny_dataset, out_dir=out, progress=False)
