@@ -1,0 +1,241 @@
+"""The generator bundle: one file with the three networks, their configs and the data statistics.
+
+Format (``format_version`` 1)
+-----------------------------
+A ``torch.save`` of plain containers only (dicts, lists, strings, numbers and
+tensors), so it loads with ``torch.load(weights_only=True)``: opening a bundle
+never executes code. Keys:
+
+``format`` (``"microdesign-generator"``), ``format_version``, ``n_phases``,
+``volume_shape`` ``[X, Y, Z]``, ``latent_shape`` ``[C, x, y, z]``,
+``condition_names`` (the denoiser's context, in order), ``attribute_names`` (the
+feature predictor's outputs, in order), ``configs`` (``vae``,
+``feature_predictor``, ``unet``, ``schedule`` and the whole ``training`` config),
+``normalisation`` (``context_mean``/``context_std`` ``(K,)``,
+``latent_mean``/``latent_std`` ``(C,)``; the feature predictor's target mean/std
+are buffers of its state dict), ``state_dicts`` (``vae``, ``feature_predictor``,
+``unet``) and ``descriptor_table`` (``columns`` and a float64 ``values`` tensor
+``(N, M)``: every descriptor and recipe attribute of every training sample,
+plus ``series``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from generator.diffusion import NoiseSchedule
+from generator.errors import CheckpointError, FileFormatError
+from generator.io import atomic_path
+from generator.models import VAE, FeaturePredictor, FeaturePredictorConfig, LatentUNet, LatentUNetConfig, VAEConfig
+
+BUNDLE_FORMAT = "microdesign-generator"
+FORMAT_VERSION = 1
+_REQUIRED = (
+    "format_version",
+    "n_phases",
+    "volume_shape",
+    "latent_shape",
+    "condition_names",
+    "attribute_names",
+    "configs",
+    "normalisation",
+    "state_dicts",
+    "descriptor_table",
+)
+_NETWORKS = ("vae", "feature_predictor", "unet")
+
+
+def table_to_tensor(table: pd.DataFrame) -> dict[str, Any]:
+    """``{"columns": [...], "values": float64 tensor (N, M)}`` of a numeric DataFrame."""
+    return {"columns": [str(c) for c in table.columns], "values": torch.as_tensor(table.to_numpy(dtype=np.float64))}
+
+
+def tensor_to_table(stored: Mapping[str, Any]) -> pd.DataFrame:
+    """Inverse of :func:`table_to_tensor`; ``series`` (and ``snapshot``) become integer columns."""
+    table = pd.DataFrame(stored["values"].numpy(), columns=list(stored["columns"]))
+    for name in ("series", "snapshot"):
+        if name in table:
+            table[name] = table[name].round().astype(np.int64)
+    return table
+
+
+def make_bundle(
+    *,
+    vae: VAE,
+    feature_predictor: FeaturePredictor,
+    unet: LatentUNet,
+    schedule: NoiseSchedule,
+    volume_shape: Sequence[int],
+    condition_names: Sequence[str],
+    attribute_names: Sequence[str],
+    context_mean: torch.Tensor,
+    context_std: torch.Tensor,
+    latent_mean: torch.Tensor,
+    latent_std: torch.Tensor,
+    descriptor_table: pd.DataFrame,
+    training_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the bundle dictionary (see module docstring) from trained networks."""
+    latent_shape = vae.config.latent_shape(tuple(volume_shape))
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "n_phases": vae.config.n_phases,
+        "volume_shape": [int(s) for s in volume_shape],
+        "latent_shape": list(latent_shape),
+        "condition_names": list(condition_names),
+        "attribute_names": list(attribute_names),
+        "configs": {
+            "vae": vae.config.model_dump(),
+            "feature_predictor": feature_predictor.config.model_dump(),
+            "unet": unet.config.model_dump(),
+            "schedule": schedule.model_dump(),
+            "training": dict(training_config or {}),
+        },
+        "normalisation": {
+            "context_mean": context_mean.detach().cpu().double(),
+            "context_std": context_std.detach().cpu().double(),
+            "latent_mean": latent_mean.detach().cpu().float(),
+            "latent_std": latent_std.detach().cpu().float(),
+        },
+        "state_dicts": {
+            name: {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            for name, net in zip(_NETWORKS, (vae, feature_predictor, unet))
+        },
+        "descriptor_table": table_to_tensor(descriptor_table),
+    }
+
+
+def save_bundle(bundle: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``bundle`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(dict(bundle), tmp)
+    return path
+
+
+def read_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a bundle dictionary safely (``weights_only=True``) and check its format and keys.
+
+    Raises
+    ------
+    FileFormatError
+        When the file is missing or not a bundle.
+    CheckpointError
+        When it is a bundle of another format version or lacks required keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"model: bundle {path} does not exist")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
+        raise FileFormatError(f"model: {path} is not a readable generator bundle ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        raise FileFormatError(f"model: {path} is not a microdesign generator bundle")
+    if bundle.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"model: {path} has bundle format version {bundle.get('format_version')}, this toolkit reads {FORMAT_VERSION}")
+    missing = [key for key in _REQUIRED if key not in bundle]
+    if missing:
+        raise CheckpointError(f"model: bundle {path} lacks the key(s) {', '.join(missing)}")
+    missing = [key for key in _NETWORKS if key not in bundle["state_dicts"]]
+    if missing:
+        raise CheckpointError(f"model: bundle {path} lacks the state dict(s) of {', '.join(missing)}")
+    return bundle
+
+
+def load_state_checked(module: nn.Module, state: Mapping[str, torch.Tensor], name: str) -> None:
+    """``module.load_state_dict(state)`` with a :class:`CheckpointError` naming missing, unexpected or mis-shaped keys."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}")
+    if wrong:
+        problems.append(f"shape mismatch (bundle vs model) {'; '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''}")
+    if problems:
+        raise CheckpointError(f"model: {name} state dict does not match its config: {', '.join(problems)}")
+    module.load_state_dict(state)
+
+
+def build_networks(bundle: Mapping[str, Any]) -> tuple[VAE, FeaturePredictor, LatentUNet]:
+    """Instantiate and load the three networks of a bundle (eval mode, CPU)."""
+    configs = bundle["configs"]
+    try:
+        vae = VAE(VAEConfig(**configs["vae"]))
+        latent_shape = vae.config.latent_shape(tuple(bundle["volume_shape"]))
+        fp = FeaturePredictor(FeaturePredictorConfig(**configs["feature_predictor"]), latent_shape, len(bundle["attribute_names"]))
+        unet = LatentUNet(LatentUNetConfig(**configs["unet"]), latent_shape[0], len(bundle["condition_names"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"model: bundle configs are invalid: {str(exc).splitlines()[0]}") from None
+    if list(latent_shape) != list(bundle["latent_shape"]):
+        raise CheckpointError(f"model: bundle latent_shape {bundle['latent_shape']} does not match its VAE config ({list(latent_shape)})")
+    for name, net in zip(_NETWORKS, (vae, fp, unet)):
+        load_state_checked(net, bundle["state_dicts"][name], name)
+        net.eval()
+    return vae, fp, unet
+
+
+def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "cpu"):
+    """Load one of our bundle files as a :class:`generator.pipeline.Generator`.
+
+    Raises
+    ------
+    FileFormatError, CheckpointError
+        When the file is not a bundle or its keys or shapes do not match.
+    """
+    from generator.pipeline import Generator
+
+    bundle = read_bundle(path)
+    vae, fp, unet = build_networks(bundle)
+    device = torch.device(device)
+    vae.to(device), fp.to(device), unet.to(device)
+    norm = bundle["normalisation"]
+    latent_mean = norm["latent_mean"].to(device).view(1, -1, 1, 1, 1)
+    latent_std = norm["latent_std"].to(device).view(1, -1, 1, 1, 1)
+
+    def decoder(z: torch.Tensor) -> torch.Tensor:
+        return vae.logits_to_labels(vae.decode(z * latent_std + latent_mean))
+
+    def feature_predictor(z: torch.Tensor) -> torch.Tensor:
+        return fp.predict(z * latent_std + latent_mean)
+
+    return Generator(
+        decoder=decoder,
+        feature_predictor=feature_predictor,
+        denoiser=unet,
+        latent_shape=bundle["latent_shape"],
+        volume_shape=bundle["volume_shape"],
+        schedule=NoiseSchedule(**bundle["configs"]["schedule"]),
+        condition_names=bundle["condition_names"],
+        attribute_names=bundle["attribute_names"],
+        n_phases=bundle["n_phases"],
+        context_mean=norm["context_mean"].numpy(),
+        context_std=norm["context_std"].numpy(),
+        descriptor_table=tensor_to_table(bundle["descriptor_table"]),
+        device=device,
+    )
+
+
+def load_generator(path: str | os.PathLike[str] = "default", *, kind: str | None = None, device: str | torch.device = "cpu"):
+    """Alias of :func:`generator.pipeline.load_generator`."""
+    from generator.pipeline import load_generator as _load
+
+    return _load(path, kind=kind, device=device)

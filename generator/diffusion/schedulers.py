@@ -1,0 +1,62 @@
+"""Noise schedules and samplers from diffusers, chosen by name."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from pydantic import BaseModel, ConfigDict, Field
+
+from generator.errors import InvalidInputError
+
+#: Sampler names accepted everywhere (CLI, :func:`sample_latents`, :meth:`Generator.generate`).
+SAMPLERS = ("ddpm", "ddim", "dpm++")
+
+
+class NoiseSchedule(BaseModel):
+    """The forward (noising) process the denoiser was trained with.
+
+    The defaults are those of the paper: 1000 steps, betas linear from 1e-4 to 0.02.
+    ``prediction_type`` says what the denoiser outputs: ``epsilon`` (the noise)
+    or ``v_prediction`` (``v = sqrt(abar) eps - sqrt(1 - abar) x0``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_train_timesteps: int = Field(1000, ge=2)
+    beta_start: float = Field(1e-4, gt=0.0)
+    beta_end: float = Field(0.02, gt=0.0, lt=1.0)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+
+
+def make_scheduler(name: str, schedule: NoiseSchedule | None = None) -> SchedulerMixin:
+    """A diffusers scheduler for sampler ``name`` (``ddpm``, ``ddim`` or ``dpm++``) on ``schedule``.
+
+    ``ddpm`` is the ancestral sampler of the paper; ``ddim`` is deterministic
+    (eta 0, trailing time steps, **no** clipping of the predicted x0: diffusers
+    clips to [-1, 1] by default, far inside the range of unit-variance latents);
+    ``dpm++`` is DPM-Solver++ (2nd-order multistep), also unclipped.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown sampler name.
+    """
+    schedule = schedule or NoiseSchedule()
+    common = dict(
+        num_train_timesteps=schedule.num_train_timesteps,
+        beta_start=schedule.beta_start,
+        beta_end=schedule.beta_end,
+        beta_schedule=schedule.beta_schedule,
+        prediction_type=schedule.prediction_type,
+    )
+    key = name.lower().replace("_", "").replace("-", "")
+    if key == "ddpm":
+        return DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small")
+    if key == "ddim":
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+    if key in ("dpm++", "dpmpp", "dpmsolver++", "dpmsolver"):
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2, thresholding=False)
+    raise InvalidInputError(f"sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")

@@ -1,0 +1,312 @@
+"""The generation pipeline: condition vector -> latent diffusion -> decoded labels + FP predictions.
+
+:class:`Generator` is built from components (a latent decoder, a feature
+predictor, a denoiser, the noise schedule and the attribute metadata), so that
+both our bundles (:func:`generator.checkpoint.load_bundle`) and MicroGen3D's
+published weights (:mod:`generator.models.microgen3d`) plug into it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from generator.diffusion import Denoiser, NoiseSchedule, sample_latents
+from generator.errors import FileFormatError, InvalidInputError, MicrodesignError
+
+#: Recipe (processing) attributes, in this order, when a feature predictor outputs them.
+RECIPE_NAMES = ("phi", "chi", "log_time")
+
+#: Where the shipped default bundle lives.
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "pretrained" / "default.pt"
+
+
+@dataclass
+class GenerationResult:
+    """Output of :meth:`Generator.generate` for ``n`` samples.
+
+    Attributes
+    ----------
+    labels
+        ``(n, X, Y, Z)`` ``uint8`` phase labels (0 donor, 1 acceptor, 2 mixed).
+    latents
+        ``(n, C, x, y, z)`` float tensor (CPU), in the denoiser's latent space.
+    conditions
+        ``(n, K)`` requested condition vectors in raw units, columns in
+        :attr:`Generator.condition_names` order.
+    predicted
+        ``{attribute: (n,) array}``: the feature predictor's outputs on the
+        latents (descriptors and recipe) in raw units.
+    """
+
+    labels: np.ndarray
+    latents: torch.Tensor
+    conditions: np.ndarray
+    predicted: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class Generator:
+    """A conditional latent diffusion generator ready to sample.
+
+    Parameters
+    ----------
+    decoder
+        ``latents (B, C, x, y, z) -> labels (B, X, Y, Z)`` (uint8 tensor or array).
+    feature_predictor
+        ``latents (B, C, x, y, z) -> attributes (B, A)`` in raw units, columns in ``attribute_names`` order.
+    denoiser
+        ``denoiser(x_t, t, context | None) -> eps or v`` (see :func:`generator.diffusion.sample_latents`).
+    latent_shape
+        ``(C, x, y, z)``.
+    volume_shape
+        ``(X, Y, Z)`` of decoded volumes.
+    schedule
+        Noise schedule the denoiser was trained with (:class:`NoiseSchedule` or its dict).
+    condition_names
+        Context attributes, in the order the denoiser expects them.
+    attribute_names
+        All feature-predictor outputs, in order.
+    n_phases
+        2 or 3.
+    context_mean, context_std
+        ``(K,)`` normalisation of the raw condition vector before it reaches the
+        denoiser: ``(c - mean) / std`` (defaults: 0 and 1, i.e. raw values).
+    descriptor_table
+        The training set's attributes, one row per sample, with a ``series`` column (or ``None``).
+    condition_ranges
+        ``{name: (lo, hi)}`` training range of each condition; defaults to the
+        min/max of ``descriptor_table``; names without a range are not checked.
+    device
+        Torch device the networks live on.
+    """
+
+    def __init__(
+        self,
+        *,
+        decoder: Callable[[torch.Tensor], torch.Tensor | np.ndarray],
+        feature_predictor: Callable[[torch.Tensor], torch.Tensor],
+        denoiser: Denoiser,
+        latent_shape: Sequence[int],
+        volume_shape: Sequence[int],
+        schedule: NoiseSchedule | Mapping[str, object] | None,
+        condition_names: Sequence[str],
+        attribute_names: Sequence[str],
+        n_phases: int,
+        context_mean: Sequence[float] | np.ndarray | None = None,
+        context_std: Sequence[float] | np.ndarray | None = None,
+        descriptor_table: pd.DataFrame | None = None,
+        condition_ranges: Mapping[str, tuple[float, float]] | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.decoder = decoder
+        self.feature_predictor = feature_predictor
+        self.denoiser = denoiser
+        self.latent_shape = tuple(int(s) for s in latent_shape)
+        self.volume_shape = tuple(int(s) for s in volume_shape)
+        self.schedule = schedule if isinstance(schedule, NoiseSchedule) else NoiseSchedule(**(schedule or {}))
+        self.condition_names = list(condition_names)
+        self.attribute_names = list(attribute_names)
+        self.recipe_names = [name for name in RECIPE_NAMES if name in self.attribute_names]
+        self.n_phases = int(n_phases)
+        k = len(self.condition_names)
+        self.context_mean = np.zeros(k) if context_mean is None else np.asarray(context_mean, dtype=np.float64)
+        self.context_std = np.ones(k) if context_std is None else np.asarray(context_std, dtype=np.float64)
+        if self.context_mean.shape != (k,) or self.context_std.shape != (k,):
+            raise InvalidInputError(f"context_mean/context_std: need {k} values, one per condition")
+        self.descriptor_table = descriptor_table
+        if condition_ranges is None and descriptor_table is not None:
+            condition_ranges = {
+                name: (float(descriptor_table[name].min()), float(descriptor_table[name].max()))
+                for name in self.condition_names
+                if name in descriptor_table.columns
+            }
+        self.condition_ranges: dict[str, tuple[float, float]] = dict(condition_ranges or {})
+        self.device = torch.device(device)
+
+    def __repr__(self) -> str:
+        return (
+            f"Generator(n_phases={self.n_phases}, volume_shape={self.volume_shape}, latent_shape={self.latent_shape}, "
+            f"conditions={self.condition_names})"
+        )
+
+    # --- conditions ---------------------------------------------------------------------
+    def condition_matrix(self, conditions: Mapping[str, float] | np.ndarray | Sequence[Sequence[float]], n: int | None = None) -> np.ndarray:
+        """Raw ``(n, K)`` condition matrix from a mapping ``{name: value}`` (repeated ``n`` times) or an array.
+
+        Raises
+        ------
+        InvalidInputError
+            For an unknown or missing condition name, or a matrix of the wrong width.
+        """
+        if isinstance(conditions, Mapping):
+            unknown = [name for name in conditions if name not in self.condition_names]
+            if unknown:
+                raise InvalidInputError(
+                    f"condition: unknown condition {unknown[0]!r}; this model is conditioned on {', '.join(self.condition_names)}"
+                )
+            missing = [name for name in self.condition_names if name not in conditions]
+            if missing:
+                raise InvalidInputError(f"condition: missing a value for {missing[0]!r} (needs {', '.join(self.condition_names)})")
+            row = np.array([float(conditions[name]) for name in self.condition_names])
+            return np.tile(row, (1 if n is None else int(n), 1))
+        matrix = np.atleast_2d(np.asarray(conditions, dtype=np.float64))
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.condition_names):
+            raise InvalidInputError(
+                f"conditions: expected an (n, {len(self.condition_names)}) array ({', '.join(self.condition_names)}), got shape {matrix.shape}"
+            )
+        if n is not None and n != matrix.shape[0]:
+            raise InvalidInputError(f"n: {n} differs from the {matrix.shape[0]} condition rows given")
+        return matrix
+
+    def check_ranges(self, matrix: np.ndarray) -> None:
+        """Raise :class:`InvalidInputError` naming the first condition outside its training range."""
+        if not np.all(np.isfinite(matrix)):
+            raise InvalidInputError("condition: values must be finite numbers")
+        for j, name in enumerate(self.condition_names):
+            if name not in self.condition_ranges:
+                continue
+            lo, hi = self.condition_ranges[name]
+            bad = (matrix[:, j] < lo) | (matrix[:, j] > hi)
+            if bad.any():
+                value = matrix[bad.argmax(), j]
+                raise InvalidInputError(
+                    f"condition {name}={value:g} is outside the training range [{lo:g}, {hi:g}]; "
+                    "allow extrapolation (--allow-extrapolation) to sample it anyway"
+                )
+
+    # --- sampling -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, latents: torch.Tensor) -> dict[str, np.ndarray]:
+        """Feature-predictor outputs ``{attribute: (B,) array}`` of latents ``(B, C, x, y, z)``."""
+        values = self.feature_predictor(latents.to(self.device)).detach().float().cpu().numpy()
+        return {name: values[:, j].astype(np.float64) for j, name in enumerate(self.attribute_names)}
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """``uint8`` labels ``(B, X, Y, Z)`` of latents ``(B, C, x, y, z)``."""
+        labels = self.decoder(latents.to(self.device))
+        labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        return labels.astype(np.uint8)
+
+    def generate(
+        self,
+        conditions: Mapping[str, float] | np.ndarray | Sequence[Sequence[float]],
+        n: int | None = None,
+        *,
+        sampler: str = "dpm++",
+        steps: int = 25,
+        guidance: float = 1.0,
+        seed: int = 0,
+        batch_size: int = 32,
+        progress: bool = False,
+        allow_extrapolation: bool = False,
+    ) -> GenerationResult:
+        """Generate ``n`` volumes for the given conditions.
+
+        Parameters
+        ----------
+        conditions
+            ``(n, K)`` raw condition matrix (columns in :attr:`condition_names`
+            order) or a mapping ``{name: value}`` (then ``n`` copies, default 1).
+        n
+            Number of samples (for a mapping).
+        sampler, steps, guidance
+            See :func:`generator.diffusion.sample_latents`.
+        seed
+            Seed of all noise: the same seed gives the same samples. The initial
+            noise of sample ``i`` does not depend on ``batch_size``.
+        batch_size
+            Samples per network batch.
+        progress
+            Progress bar over the samples.
+        allow_extrapolation
+            Sample conditions outside the training range instead of raising.
+
+        Returns
+        -------
+        GenerationResult
+        """
+        matrix = self.condition_matrix(conditions, n)
+        if not allow_extrapolation:
+            self.check_ranges(matrix)
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size: must be >= 1, got {batch_size}")
+        total = matrix.shape[0]
+        context = torch.as_tensor((matrix - self.context_mean) / self.context_std, dtype=torch.float32, device=self.device)
+        rng = torch.Generator(device="cpu").manual_seed(int(seed))
+        noise = torch.randn((total, *self.latent_shape), generator=rng)
+        labels, latents, predicted = [], [], []
+        with tqdm(total=total, desc="generating", unit="sample", disable=not progress) as bar:
+            for start in range(0, total, batch_size):
+                stop = min(start + batch_size, total)
+                z = sample_latents(
+                    self.denoiser,
+                    (stop - start, *self.latent_shape),
+                    context[start:stop] if self.condition_names else None,
+                    sampler=sampler,
+                    steps=steps,
+                    guidance=guidance,
+                    generator=rng,
+                    schedule=self.schedule,
+                    noise=noise[start:stop].to(self.device),
+                )
+                labels.append(self.decode(z))
+                predicted.append(self.predict(z))
+                latents.append(z.cpu())
+                bar.update(stop - start)
+        return GenerationResult(
+            labels=np.concatenate(labels),
+            latents=torch.cat(latents),
+            conditions=matrix,
+            predicted={name: np.concatenate([p[name] for p in predicted]) for name in self.attribute_names},
+        )
+
+
+def load_generator(path: str | os.PathLike[str] = "default", *, kind: str | None = None, device: str | torch.device = "cpu") -> Generator:
+    """Load a :class:`Generator`.
+
+    Parameters
+    ----------
+    path
+        A bundle file of ours (written by ``microdesign train``), ``"default"``
+        (the shipped model), or a folder holding MicroGen3D's ``vae.pt``,
+        ``fp.pt`` and ``ddpm.pt``.
+    kind
+        For a MicroGen3D folder: ``CH_2phase``, ``CH_3phase`` or ``experimental``.
+    device
+        Torch device.
+
+    Raises
+    ------
+    MicrodesignError
+        When the path does not exist, the default model is not shipped, or the files do not match.
+    """
+    from generator.checkpoint import load_bundle
+
+    if str(path) == "default":
+        if not DEFAULT_BUNDLE.is_file():
+            raise MicrodesignError(
+                f"model: no default model is shipped yet ({DEFAULT_BUNDLE} is missing); "
+                "train one with `microdesign train` and pass its bundle file"
+            )
+        return load_bundle(DEFAULT_BUNDLE, device=device)
+    target = Path(path)
+    if target.is_dir():
+        from generator.models.microgen3d import load_microgen3d
+
+        return load_microgen3d(target, kind=kind, device=device)
+    if not target.exists():
+        raise FileFormatError(f"model: {target} does not exist")
+    if kind is not None:
+        raise InvalidInputError("kind: only applies to a folder of MicroGen3D weights, not to a bundle file")
+    return load_bundle(target, device=device)
