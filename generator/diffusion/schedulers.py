@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,12 @@ class NoiseSchedule(BaseModel):
     beta_end: float = Field(0.02, gt=0.0, lt=1.0)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"
+    #: Explicit betas (length ``num_train_timesteps``); overrides beta_start/beta_end/beta_schedule.
+    trained_betas: list[float] | None = None
+    #: ``ddpm`` noise: ``fixed_small`` (posterior variance) or ``fixed_large`` (beta_t, MicroGen3D's sampler).
+    variance_type: Literal["fixed_small", "fixed_large"] = "fixed_small"
+    #: alpha-bar the last ``ddpm``/``ddim`` step lands on (default 1, the clean sample; MicroGen3D: its level 0).
+    final_alpha_cumprod: float | None = Field(None, gt=0.0, le=1.0)
 
 
 def make_scheduler(name: str, schedule: NoiseSchedule | None = None) -> SchedulerMixin:
@@ -51,12 +58,20 @@ def make_scheduler(name: str, schedule: NoiseSchedule | None = None) -> Schedule
         beta_end=schedule.beta_end,
         beta_schedule=schedule.beta_schedule,
         prediction_type=schedule.prediction_type,
+        trained_betas=schedule.trained_betas,
     )
+    final = None if schedule.final_alpha_cumprod is None else torch.tensor(schedule.final_alpha_cumprod)
     key = name.lower().replace("_", "").replace("-", "")
     if key == "ddpm":
-        return DDPMScheduler(**common, clip_sample=False, variance_type="fixed_small")
+        scheduler = DDPMScheduler(**common, clip_sample=False, variance_type=schedule.variance_type)
+        if final is not None:
+            scheduler.one = final  # alpha-bar after the last step (diffusers: 1)
+        return scheduler
     if key == "ddim":
-        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+        scheduler = DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False, timestep_spacing="trailing")
+        if final is not None:
+            scheduler.final_alpha_cumprod = final
+        return scheduler
     if key in ("dpm++", "dpmpp", "dpmsolver++", "dpmsolver"):
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2, thresholding=False)
     raise InvalidInputError(f"sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
