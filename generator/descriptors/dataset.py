@@ -1,0 +1,1 @@
+def describe_dataset(*a, **k): raise NotImplementedError
