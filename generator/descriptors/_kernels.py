@@ -28,11 +28,7 @@ OFF_I = np.ascontiguousarray(_OFFSETS[:, 0])
 OFF_J = np.ascontiguousarray(_OFFSETS[:, 1])
 OFF_K = np.ascontiguousarray(_OFFSETS[:, 2])
 OFF_CLASS = np.abs(_OFFSETS).sum(axis=1).astype(np.int64)
-#: Indices of the 13 "forward" offsets (the first non-zero component positive): each unordered pair once.
-_FORWARD = np.array([n for n, o in enumerate(_OFFSETS) if tuple(o) > (0, 0, 0)], dtype=np.int64)
-FWD_I = np.ascontiguousarray(OFF_I[_FORWARD])
-FWD_J = np.ascontiguousarray(OFF_J[_FORWARD])
-FWD_K = np.ascontiguousarray(OFF_K[_FORWARD])
+N_OFFSETS = 26
 
 _JIT = dict(cache=True, nogil=True)
 
@@ -45,6 +41,28 @@ def _wrap(a, n, periodic):
     if a >= n:
         return a - n if periodic else -1
     return a
+
+
+@numba.njit(**_JIT)
+def _neighbours(v, nx, ny, nz, px, py, out):
+    """Write the flat indices of the 26 neighbours of voxel ``v`` into ``out`` (-1 outside); return its layer k."""
+    k = v % nz
+    t = v // nz
+    j = t % ny
+    i = t // ny
+    if 0 < i < nx - 1 and 0 < j < ny - 1 and 0 < k < nz - 1:  # interior: no bounds to check
+        for q in range(N_OFFSETS):
+            out[q] = v + (OFF_I[q] * ny + OFF_J[q]) * nz + OFF_K[q]
+        return k
+    for q in range(N_OFFSETS):
+        ii = _wrap(i + OFF_I[q], nx, px)
+        jj = _wrap(j + OFF_J[q], ny, py)
+        kk = k + OFF_K[q]
+        if ii < 0 or jj < 0 or kk < 0 or kk >= nz:
+            out[q] = -1
+        else:
+            out[q] = (ii * ny + jj) * nz + kk
+    return k
 
 
 @numba.njit(**_JIT)
@@ -76,30 +94,24 @@ def connected_components(lab, nx, ny, nz, px, py):
     """
     n = nx * ny * nz
     parent = np.arange(n, dtype=np.int32)
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz):
-                v = (i * ny + j) * nz + k
-                phase = lab[v]
-                for o in range(FWD_I.shape[0]):
-                    ii = _wrap(i + FWD_I[o], nx, px)
-                    jj = _wrap(j + FWD_J[o], ny, py)
-                    kk = k + FWD_K[o]
-                    if ii < 0 or jj < 0 or kk < 0 or kk >= nz:
-                        continue
-                    u = (ii * ny + jj) * nz + kk
-                    if lab[u] != phase:
-                        continue
-                    ru = _find(parent, u)
-                    rv = _find(parent, v)
-                    if ru != rv:
-                        if ru < rv:
-                            parent[rv] = ru
-                        else:
-                            parent[ru] = rv
+    nbr = np.empty(N_OFFSETS, dtype=np.int64)
+    for v in range(n):
+        phase = lab[v]
+        _neighbours(v, nx, ny, nz, px, py, nbr)
+        for q in range(N_OFFSETS):
+            u = nbr[q]
+            if u <= v or lab[u] != phase:  # each pair once (from its smaller index)
+                continue
+            ru = _find(parent, u)
+            rv = _find(parent, v)
+            if ru != rv:
+                if ru < rv:
+                    parent[rv] = ru
+                else:
+                    parent[ru] = rv
     comp = np.empty(n, dtype=np.int32)
     n_components = 0
-    for v in range(n):  # roots have the smallest index of their component: seen first
+    for v in range(n):  # a root is the smallest index of its component: met before the others
         r = _find(parent, v)
         if r == v:
             comp[v] = n_components
@@ -121,81 +133,61 @@ def contact_class(lab, nx, ny, nz, px, py, phase, other):
     """
     n = nx * ny * nz
     out = np.zeros(n, dtype=np.uint8)
-    for i in range(nx):
-        for j in range(ny):
-            for k in range(nz):
-                v = (i * ny + j) * nz + k
-                if lab[v] != phase:
-                    continue
-                best = 4
-                for o in range(OFF_I.shape[0]):
-                    c = OFF_CLASS[o]
-                    if c >= best:
-                        continue
-                    ii = _wrap(i + OFF_I[o], nx, px)
-                    jj = _wrap(j + OFF_J[o], ny, py)
-                    kk = k + OFF_K[o]
-                    if ii < 0 or jj < 0 or kk < 0 or kk >= nz:
-                        continue
-                    if lab[(ii * ny + jj) * nz + kk] == other:
-                        best = c
-                if best < 4:
-                    out[v] = best
+    nbr = np.empty(N_OFFSETS, dtype=np.int64)
+    for v in range(n):
+        if lab[v] != phase:
+            continue
+        _neighbours(v, nx, ny, nz, px, py, nbr)
+        best = 4
+        for q in range(N_OFFSETS):
+            u = nbr[q]
+            if u >= 0 and OFF_CLASS[q] < best and lab[u] == other:
+                best = OFF_CLASS[q]
+        if best < 4:
+            out[v] = best
     return out
 
 
-@numba.njit(**_JIT)
-def _heap_push(heap_d, heap_v, size, d, v):
-    """Push ``(d, v)`` on a binary min-heap held in two arrays (grown by doubling); returns the arrays."""
-    if size == heap_d.shape[0]:
-        grown_d = np.empty(2 * size, dtype=np.float32)
-        grown_v = np.empty(2 * size, dtype=np.int64)
-        grown_d[:size] = heap_d[:size]
-        grown_v[:size] = heap_v[:size]
-        heap_d = grown_d
-        heap_v = grown_v
-    c = size
-    while c > 0:
-        p = (c - 1) >> 1
-        if heap_d[p] <= d:
-            break
-        heap_d[c] = heap_d[p]
-        heap_v[c] = heap_v[p]
-        c = p
-    heap_d[c] = d
-    heap_v[c] = v
-    return heap_d, heap_v
+#: Ring size of the bucket queue: a relaxation lands at most ceil(2 * sqrt(3)) + 1 buckets ahead.
+_N_BUCKETS = 8
 
 
 @numba.njit(**_JIT)
-def _heap_pop(heap_d, heap_v, size):
-    """Remove the smallest entry of a heap of ``size`` entries; returns it."""
-    d = heap_d[0]
-    v = heap_v[0]
-    size -= 1
-    if size > 0:
-        ld = heap_d[size]
-        lv = heap_v[size]
-        c = 0
-        while True:
-            ch = 2 * c + 1
-            if ch >= size:
-                break
-            if ch + 1 < size and heap_d[ch + 1] < heap_d[ch]:
-                ch += 1
-            if heap_d[ch] >= ld:
-                break
-            heap_d[c] = heap_d[ch]
-            heap_v[c] = heap_v[ch]
-            c = ch
-        heap_d[c] = ld
-        heap_v[c] = lv
-    return d, v
+def _bucket_insert(head, nxt, prv, where, b, v):
+    slot = b & (_N_BUCKETS - 1)
+    h = head[slot]
+    nxt[v] = h
+    prv[v] = -1
+    if h >= 0:
+        prv[h] = v
+    head[slot] = v
+    where[v] = b
 
 
 @numba.njit(**_JIT)
-def geodesic_distances(lab, nx, ny, nz, px, py, phase, sources, source_dist, weights, cutoff, link_layer):
-    """Multi-source shortest paths inside one phase (binary-heap Dijkstra, float32).
+def _bucket_remove(head, nxt, prv, where, v):
+    p = prv[v]
+    q = nxt[v]
+    if p >= 0:
+        nxt[p] = q
+    else:
+        head[where[v] & (_N_BUCKETS - 1)] = q
+    if q >= 0:
+        prv[q] = p
+    where[v] = -1
+
+
+@numba.njit(**_JIT)
+def geodesic_distances(lab, nx, ny, nz, px, py, phase, sources, source_dist, weights, cutoff, link_layer, source_layer, max_excess):
+    """Multi-source shortest paths inside one phase (exact bucket-queue Dijkstra, float32).
+
+    The queue is Dinitz's refinement of Dial's buckets: bucket ``b`` holds the
+    tentative distances in ``[b * delta, (b + 1) * delta)`` with ``delta`` half
+    the shortest edge, so a voxel can never be improved by another voxel of
+    its own bucket: every voxel of a bucket is final when the bucket is
+    reached and the buckets are emptied in any order. The result is exactly
+    Dijkstra's, in O(n) instead of O(n log n), in a ring of 8 doubly linked
+    buckets threaded through three int32/int64 arrays of the volume's size.
 
     Parameters
     ----------
@@ -209,18 +201,29 @@ def geodesic_distances(lab, nx, ny, nz, px, py, phase, sources, source_dist, wei
     sources : int64 array (m,)
         Flat indices of the source voxels (of ``phase``).
     source_dist : float32 array (m,)
-        Their initial distances (the weight of the edge from GraSPI's meta-vertex).
+        Their initial distances (the weight of the edge from GraSPI's
+        meta-vertex), each below ``2 * weights[1]``.
     weights : float32 array (4,)
         Edge weight per offset class (index 0 unused).
     cutoff : float
-        Stop once the smallest tentative distance exceeds it; voxels farther
-        away keep ``inf``.
+        Stop once every remaining tentative distance exceeds it; voxels
+        farther away keep ``inf``.
     link_layer : int
         -1, or a z layer joined to the source electrode through GraSPI's other
         electrode meta-vertex (its 3-phase graph, where a mixed-phase path may
-        link both electrodes): when the first voxel of that layer is settled
+        link both electrodes): once the nearest voxel of that layer is final
         at distance ``D``, every voxel of ``phase`` in the layer is offered
-        distance ``D`` (zero-weight edges to and from the meta-vertex).
+        ``D`` (zero-weight edges to and from the meta-vertex).
+    source_layer : int
+        The electrode layer of the sources, for ``max_excess`` (ignored when
+        ``max_excess`` is infinite).
+    max_excess : float
+        Do not continue paths from a voxel whose excess ``d - |k -
+        source_layer| * weights[1]`` (distance beyond the straight rise)
+        exceeds this. The excess never decreases along a path, so every voxel
+        whose own excess stays below ``max_excess`` still gets its exact
+        distance; the others get an upper bound or ``inf``. Tortuosity-1
+        counting needs only excesses below ``(nz - 1) / nz * s``.
 
     Returns
     -------
@@ -229,51 +232,77 @@ def geodesic_distances(lab, nx, ny, nz, px, py, phase, sources, source_dist, wei
     """
     n = nx * ny * nz
     dist = np.full(n, np.inf, dtype=np.float32)
-    heap_d = np.empty(max(1024, 2 * sources.shape[0]), dtype=np.float32)
-    heap_v = np.empty(heap_d.shape[0], dtype=np.int64)
-    size = 0
+    nxt = np.empty(n, dtype=np.int32)
+    prv = np.empty(n, dtype=np.int32)
+    where = np.full(n, -1, dtype=np.int32)
+    nbr = np.empty(N_OFFSETS, dtype=np.int64)
+    prune = max_excess < np.inf
+    head = np.full(_N_BUCKETS, -1, dtype=np.int32)
+    inv_delta = 2.0 / weights[1]
     w_off = np.empty(OFF_CLASS.shape[0], dtype=np.float32)
     for o in range(OFF_CLASS.shape[0]):
         w_off[o] = weights[OFF_CLASS[o]]
+    active = 0
+    b = -1
     for s in range(sources.shape[0]):
         v = sources[s]
         d = source_dist[s]
         if d < dist[v]:
+            if where[v] >= 0:
+                _bucket_remove(head, nxt, prv, where, v)
+                active -= 1
             dist[v] = d
-            heap_d, heap_v = _heap_push(heap_d, heap_v, size, d, v)
-            size += 1
+            bv = np.int32(np.float64(d) * inv_delta)
+            _bucket_insert(head, nxt, prv, where, bv, v)
+            active += 1
+            if b < 0 or bv < b:
+                b = bv
     linked = link_layer < 0
-    while size > 0:
-        d, v = _heap_pop(heap_d, heap_v, size)
-        size -= 1
-        if d > dist[v]:
-            continue  # stale entry
-        if d > cutoff:
+    while active > 0:
+        slot = b & (_N_BUCKETS - 1)
+        if head[slot] < 0:
+            b += 1
+            continue
+        if b / inv_delta > cutoff:
             break
-        k = v % nz
-        t = v // nz
-        j = t % ny
-        i = t // ny
-        if not linked and k == link_layer:
-            linked = True
-            for a in range(nx * ny):
-                u = a * nz + link_layer
-                if lab[u] == phase and d < dist[u]:
-                    dist[u] = d
-                    heap_d, heap_v = _heap_push(heap_d, heap_v, size, d, u)
-                    size += 1
-        for q in range(OFF_I.shape[0]):
-            ii = _wrap(i + OFF_I[q], nx, px)
-            jj = _wrap(j + OFF_J[q], ny, py)
-            kk = k + OFF_K[q]
-            if ii < 0 or jj < 0 or kk < 0 or kk >= nz:
+        if not linked:
+            # The nearest voxel of the link layer, if this bucket holds one, is final now.
+            best = np.float32(np.inf)
+            v = head[slot]
+            while v >= 0:
+                if v % nz == link_layer and dist[v] < best:
+                    best = dist[v]
+                v = nxt[v]
+            if best < np.inf:
+                linked = True
+                for a in range(nx * ny):
+                    u = a * nz + link_layer
+                    if lab[u] == phase and best < dist[u]:
+                        if where[u] >= 0:
+                            _bucket_remove(head, nxt, prv, where, u)
+                            active -= 1
+                        dist[u] = best
+                        _bucket_insert(head, nxt, prv, where, b, u)
+                        active += 1
+        while head[slot] >= 0:
+            v = head[slot]
+            _bucket_remove(head, nxt, prv, where, v)
+            active -= 1
+            d = dist[v]
+            k = _neighbours(v, nx, ny, nz, px, py, nbr)
+            if prune and d - abs(k - source_layer) * weights[1] > max_excess:
                 continue
-            u = (ii * ny + jj) * nz + kk
-            if lab[u] != phase:
-                continue
-            nd = np.float32(d + w_off[q])
-            if nd < dist[u]:
-                dist[u] = nd
-                heap_d, heap_v = _heap_push(heap_d, heap_v, size, nd, u)
-                size += 1
+            for q in range(N_OFFSETS):
+                u = nbr[q]
+                if u < 0 or lab[u] != phase:
+                    continue
+                nd = np.float32(d + w_off[q])
+                if nd < dist[u]:
+                    if where[u] >= 0:
+                        _bucket_remove(head, nxt, prv, where, u)
+                        active -= 1
+                    dist[u] = nd
+                    _bucket_insert(head, nxt, prv, where, np.int32(np.float64(nd) * inv_delta), u)
+                    active += 1
+        b += 1
     return dist

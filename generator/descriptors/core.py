@@ -205,16 +205,19 @@ class _Volume:
     def distances_from_layer(self, phase: int, layer: int, link_layer: int = -1) -> np.ndarray:
         """Geodesic distances inside ``phase`` from its voxels in ``layer`` (an electrode), far enough for tortuosity 1."""
         sources = self.layer_sources(phase, layer)
-        longest = (self.nz - 1) * self.s * (1.0 + 1.0 / self.nz)  # no voxel beyond can have t = 1
-        cutoff = longest * (1 + 1e-6) + 1e-6
-        return _kernels.geodesic_distances(*self.args(), phase, sources, np.zeros(sources.size, np.float32), self.weights, cutoff, link_layer)
+        # t = 1 needs d - h < h / nz <= (nz - 1) s / nz: no voxel farther (or reached only through a
+        # voxel with a larger excess d - h) can count; a small margin keeps float rounding on the safe side.
+        max_excess = (self.nz - 1) * self.s / self.nz * (1 + 1e-6) + 1e-6
+        cutoff = (self.nz - 1) * self.s + max_excess
+        return _kernels.geodesic_distances(*self.args(), phase, sources, np.zeros(sources.size, np.float32), self.weights, cutoff,
+                                           link_layer, layer, max_excess)
 
     def distances_from_interface(self, phase: int, contact: np.ndarray) -> np.ndarray:
         """Geodesic distances inside ``phase`` from GraSPI's interface meta-vertex (contact class -> half weight)."""
         sources = np.flatnonzero(contact)
         start = self.half_weights[contact[sources]]
         cutoff = DISS_LENGTH * (1 + 1e-6)
-        return _kernels.geodesic_distances(*self.args(), phase, sources.astype(np.int64), start, self.weights, cutoff, -1)
+        return _kernels.geodesic_distances(*self.args(), phase, sources.astype(np.int64), start, self.weights, cutoff, -1, 0, np.inf)
 
     def face_pairs(self, d_mask: np.ndarray, a_mask: np.ndarray) -> tuple[int, int]:
         """Face-adjacent donor-acceptor pairs, and those whose donor touches the top and acceptor the bottom.
