@@ -113,8 +113,8 @@ def as_labels(volume: np.ndarray, *, threshold: float | None = None, name: str =
     else:
         bad = (arr != DONOR) & (arr != ACCEPTOR) & (arr != MIXED)
     if bad.any():
-        value = arr[bad].flat[0]
-        hint = " (use a threshold for grey levels)" if np.issubdtype(arr.dtype, np.floating) else ""
+        value = arr[bad].flat[0].item()
+        hint = " (threshold grey levels first, e.g. --threshold 0.5)" if np.issubdtype(arr.dtype, np.floating) else ""
         raise InvalidInputError(f"{name}: found value {value!r}; labels must be 0 (donor), 1 (acceptor) or 2 (mixed){hint}")
     return arr.astype(np.uint8)
 
