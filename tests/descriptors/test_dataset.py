@@ -1,0 +1,81 @@
+"""describe_dataset: descriptors written as HDF5 attributes, resumable."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from generator.descriptors import compute, describe_dataset, descriptor_names
+from generator.errors import FileFormatError, InvalidInputError
+from generator.physics.labels import labels_to_grey
+
+
+def _labels(seed: int, n_phases: int, shape=(10, 9, 8)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = np.cumsum(np.cumsum(rng.standard_normal(shape), axis=0), axis=2)
+    q = np.quantile(smooth, [0.4, 0.6])
+    lab = np.where(smooth > q[1], 1, 0).astype(np.uint8)
+    if n_phases == 3:
+        lab[(smooth > q[0]) & (smooth <= q[1])] = 2
+    return lab
+
+
+def _write(path, n_phases: int, n: int = 5) -> list[np.ndarray]:
+    volumes = [_labels(seed, n_phases) for seed in range(n)]
+    with h5py.File(path, "w") as f:
+        f.attrs["n_phases"] = n_phases
+        for i, lab in enumerate(volumes):
+            f.create_dataset(f"sample_{i:03d}", data=labels_to_grey(lab)[None])
+    return volumes
+
+
+@pytest.mark.parametrize("n_phases", [2, 3])
+def test_writes_attributes_equal_to_compute(tmp_path, n_phases):
+    path = tmp_path / "data.h5"
+    volumes = _write(path, n_phases)
+    assert describe_dataset(path, n_jobs=2, progress=False, batch_size=2) == len(volumes)
+    with h5py.File(path, "r") as f:
+        for i, lab in enumerate(volumes):
+            attrs = f[f"sample_{i:03d}"].attrs
+            expected = compute(lab, n_phases=n_phases)
+            assert {k: float(attrs[k]) for k in descriptor_names(n_phases)} == expected
+        assert f.attrs["descriptors_pixel_size"] == 1.0
+
+
+def test_resumes_only_unlabelled_samples(tmp_path):
+    path = tmp_path / "data.h5"
+    _write(path, 2)
+    describe_dataset(path, n_jobs=1, progress=False)
+    with h5py.File(path, "r+") as f:  # as if killed while writing sample 3's attributes
+        del f["sample_003"].attrs["CT_f_A_tort1"]
+        stamp = f["sample_001"].attrs["ABS_f_D"] + 0.0
+        f["sample_001"].attrs["ABS_f_D"] = -1.0  # a labelled sample is left alone
+    assert describe_dataset(path, n_jobs=1, progress=False) == 1
+    with h5py.File(path, "r") as f:
+        assert "CT_f_A_tort1" in f["sample_003"].attrs
+        assert f["sample_001"].attrs["ABS_f_D"] == -1.0 != stamp
+    assert describe_dataset(path, n_jobs=1, progress=False) == 0
+
+
+def test_refuses_to_resume_with_other_settings(tmp_path):
+    path = tmp_path / "data.h5"
+    _write(path, 2, n=2)
+    describe_dataset(path, n_jobs=1, progress=False, pixel_size=2.0)
+    with pytest.raises(InvalidInputError, match="pixel_size"):
+        describe_dataset(path, n_jobs=1, progress=False)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(FileFormatError, match="does not exist"):
+        describe_dataset(tmp_path / "missing.h5", progress=False)
+    text = tmp_path / "not.h5"
+    text.write_text("hello")
+    with pytest.raises(FileFormatError, match="not an HDF5"):
+        describe_dataset(text, progress=False)
+    bad = tmp_path / "nan.h5"
+    with h5py.File(bad, "w") as f:
+        f.attrs["n_phases"] = 2
+        f.create_dataset("s", data=np.full((1, 4, 4, 4), np.nan, np.float32))
+    with pytest.raises(FileFormatError, match="NaN"):
+        describe_dataset(bad, progress=False)
