@@ -1,3 +1,116 @@
-"""``microdesign study``: not implemented yet."""
+"""``microdesign study run|report|list``: Bayesian inverse-design studies."""
 
-from inverse.cli._app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inverse.cli._app import app
+
+study_app = typer.Typer(help="Run, report and list inverse-design studies.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+StorageOption = Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL (default: sqlite:///runs/NAME.db).")]
+
+
+def _print_recipes(table, *, title: str, top: int) -> None:  # noqa: ANN001
+    """Print the first ``top`` rows of a ranked recipe table with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = [c for c in table.columns if c not in {"artifact_id"}]
+    out = Table(title=title, show_lines=False)
+    for column in shown:
+        out.add_column(column, justify="right")
+    for _, row in table.head(top).iterrows():
+        out.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[shown]])
+    Console(width=max(120, 11 * len(shown))).print(out)
+
+
+def _write_csv(table, path: Path) -> None:  # noqa: ANN001
+    from generator.io import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+@study_app.command("run")
+def run(
+    spec: Annotated[Path, typer.Argument(help="Study spec (.toml).")],
+    n_trials: Annotated[int | None, typer.Option("--n-trials", min=1, help="Total complete trials wanted (resumes).")] = None,
+    storage: StorageOption = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Override the spec's generator (bundle, 'default', folder).")] = None,
+    sampler: Annotated[str | None, typer.Option(help="Override the spec's sampler: random, tpe, gp, botorch.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Override samples per trial.")] = None,
+    top: Annotated[int, typer.Option(help="Rows of the recipe table to print.")] = 10,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Run or resume a study, then print its ranked recipes."""
+    from inverse.recipes import study_recipes
+    from inverse.search import run_study
+    from inverse.spec import load_spec
+
+    study_spec = load_spec(spec, generator=model, sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
+    study = run_study(study_spec, n_trials=n_trials, progress=progress)
+    table = study_recipes(study)
+    n_done = sum(1 for t in study.trials if t.state.name == "COMPLETE")
+    print(f"study {study.study_name}: {n_done} complete trials, {len(table)} measured")
+    if len(table):
+        _print_recipes(table, title=f"ranked recipes of {study.study_name}", top=top)
+
+
+@study_app.command("report")
+def report(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    storage: StorageOption = None,
+    csv: Annotated[Path | None, typer.Option(help="CSV to write (default: runs/NAME_recipes.csv).")] = None,
+    top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+) -> None:
+    """Print the ranked recipe table of a study and write it as CSV."""
+    import optuna
+
+    from generator.errors import InvalidInputError
+    from inverse.recipes import study_recipes
+    from inverse.storage import RUNS_DIR, default_storage_url, open_storage
+
+    url = storage or default_storage_url(name)
+    rdb = open_storage(url, create=False)
+    try:
+        study = optuna.load_study(study_name=name, storage=rdb)
+    except KeyError:
+        names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False))
+        raise InvalidInputError(f"name: no study {name!r} in {url} (it holds: {names or 'none'})") from None
+    table = study_recipes(study)
+    path = csv or RUNS_DIR / f"{name}_recipes.csv"
+    _write_csv(table, path)
+    if len(table):
+        _print_recipes(table, title=f"ranked recipes of {name}", top=top)
+    else:
+        print(f"study {name} has no measured trial yet")
+    print(f"wrote {path}")
+
+
+@study_app.command("list")
+def list_(storage: StorageOption = None) -> None:
+    """List the studies of a storage (default: every runs/*.db)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from inverse.storage import RUNS_DIR, list_studies
+
+    urls = [storage] if storage else [f"sqlite:///{p}" for p in sorted(RUNS_DIR.glob("*.db"))]
+    out = Table(title="studies")
+    for column in ("study", "storage", "trials", "complete", "directions", "started"):
+        out.add_column(column)
+    for url in urls:
+        for s in list_studies(url):
+            started = str(s["started"])[:19] if s["started"] else "-"
+            out.add_row(str(s["name"]), url, str(s["n_trials"]), str(s["n_complete"]), ",".join(s["directions"]), started)  # type: ignore[arg-type]
+    if out.row_count == 0:
+        print("no studies" + (f" in {storage}" if storage else f" under {RUNS_DIR}/"))
+        return
+    Console(width=140).print(out)

@@ -1,0 +1,113 @@
+"""Rank the processing recipes of a study's measured trials.
+
+Each measured trial is one candidate: the conditions it searched, the
+microstructures they gave, and the recipe (blend ratio ``phi``, Flory-Huggins
+``chi``, ``log_time``) the feature predictor gives for them. Candidates are
+ranked by, in order:
+
+1. ``feasible``: conditions inside the training data and recipe within the
+   spec's ``[recipe]`` bounds (``recipe_ok``);
+2. ``meets_targets`` (``mismatch == 0``);
+3. ``pareto`` (multi-objective studies: on the Pareto front of the objectives);
+4. ``mismatch``: the target score (normalised distance, see
+   :mod:`inverse.evaluation`), lower first;
+5. ``uncertainty``: the samples' spread in the same units, lower first.
+
+Output columns of :func:`rank_recipes` (documented in ``docs/inverse.md``):
+``rank``, ``trial``, ``feasible``, ``recipe_ok``, ``meets_targets``,
+``pareto``, ``mismatch``, ``uncertainty``, ``<recipe>_mean`` and
+``<recipe>_std`` for each recipe variable, ``cond_<condition>`` for each
+condition, ``<descriptor>_mean`` and ``<descriptor>_std`` for each target and
+objective descriptor, ``artifact_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from inverse.search import MEASURED
+
+#: The first columns of the ranked table, in order.
+LEADING_COLUMNS = ["rank", "trial", "feasible", "recipe_ok", "meets_targets", "pareto", "mismatch", "uncertainty"]
+
+
+def trial_table(trials: Sequence[optuna.trial.FrozenTrial], *, descriptors: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per *measured* trial, flattened from its user attributes (unranked)."""
+    rows = []
+    for t in trials:
+        a = t.user_attrs
+        if t.state != optuna.trial.TrialState.COMPLETE or a.get("status") != MEASURED:
+            continue
+        row: dict[str, object] = {
+            "trial": t.number,
+            "feasible": bool(a.get("feasibility", {}).get("feasible", True)) and bool(a.get("recipe_ok", True)),
+            "recipe_ok": bool(a.get("recipe_ok", True)),
+            "meets_targets": bool(a.get("meets_targets", False)),
+            "mismatch": float(a.get("score", 0.0)),
+            "uncertainty": float(a.get("uncertainty", 0.0)),
+            "values": list(t.values),
+        }
+        for name, mean in a.get("recipe_mean", {}).items():
+            row[f"{name}_mean"] = mean
+            row[f"{name}_std"] = a.get("recipe_std", {}).get(name, np.nan)
+        for name, value in a.get("conditions", {}).items():
+            row[f"cond_{name}"] = value
+        for name in descriptors:
+            row[f"{name}_mean"] = a.get("measured_mean", {}).get(name, np.nan)
+            row[f"{name}_std"] = a.get("measured_std", {}).get(name, np.nan)
+        row["artifact_id"] = a.get("artifact_id", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
+    """Non-dominated rows of ``values`` ``(m, k)`` under ``directions`` -> bool ``(m,)``."""
+    sign = np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+    v = values * sign
+    dominated = np.zeros(len(v), dtype=bool)
+    for i in range(len(v)):
+        dominated[i] = np.any(np.all(v <= v[i], axis=1) & np.any(v < v[i], axis=1))
+    return ~dominated
+
+
+def rank_recipes(
+    trials: Sequence[optuna.trial.FrozenTrial],
+    *,
+    directions: Sequence[str] = ("minimize",),
+    descriptors: Sequence[str] = (),
+) -> pd.DataFrame:
+    """The ranked recipe table of a study's trials (columns: see the module docstring).
+
+    Parameters
+    ----------
+    trials
+        The study's trials (only COMPLETE, measured ones are candidates).
+    directions
+        The study's directions (``minimize``/``maximize``), for the Pareto front.
+    descriptors
+        Target and objective descriptors whose measured mean and std become columns.
+    """
+    table = trial_table(trials, descriptors=descriptors)
+    if table.empty:
+        return pd.DataFrame(columns=LEADING_COLUMNS)
+    values = np.array(table.pop("values").tolist(), dtype=float)
+    table["pareto"] = pareto_mask(values, directions) if len(directions) > 1 else table["meets_targets"].to_numpy()
+    table = table.sort_values(
+        ["feasible", "meets_targets", "pareto", "mismatch", "uncertainty", "trial"],
+        ascending=[False, False, False, True, True, True], kind="stable",
+    ).reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    rest = [c for c in table.columns if c not in LEADING_COLUMNS]
+    return table[LEADING_COLUMNS + rest]
+
+
+def study_recipes(study: optuna.Study) -> pd.DataFrame:
+    """:func:`rank_recipes` of a stored study (descriptors from its spec)."""
+    spec = study.user_attrs.get("spec", {})
+    names = list(spec.get("targets", {})) + [o["descriptor"] for o in spec.get("objectives", []) if o["descriptor"] not in spec.get("targets", {})]
+    directions = [d.name.lower() for d in study.directions]
+    return rank_recipes(study.get_trials(deepcopy=False), directions=directions, descriptors=names)

@@ -1,0 +1,380 @@
+"""Bayesian search over condition vectors (Optuna; BoTorch for ``botorch``).
+
+:func:`run_study` is the whole loop: validate the spec against the model and
+the training data (nothing is written before that succeeds), open the storage
+(fail the running trials of dead workers), and ask the sampler for
+conditions trial after trial. Each proposal is checked for feasibility
+*before* any generation (:mod:`inverse.feasibility`):
+
+* ``feasibility = "constraint"`` (option A, the default): an infeasible
+  proposal is recorded with ``trial.set_constraint("feasibility", c > 0)`` and
+  a penalty value, without calling the generator; constraint-aware samplers
+  (TPE, GP, BoTorch) learn to avoid the region.
+* ``feasibility = "pca"`` (option B): the sampler searches the whitened PCA
+  scores of the conditions, ``|u_i| <= sqrt(T²_lim)``, so proposals follow the
+  training data's correlations; the few that still fall outside (corners of
+  the box, range) are handled as in option A.
+
+``benchmarks/search_efficiency.py`` measures both; see ``docs/inverse.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.artifacts import upload_artifact
+
+from generator.errors import InvalidInputError
+from inverse import evaluation, feasibility, storage as storage_mod
+from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
+
+#: User attribute ``status`` values.
+MEASURED, INFEASIBLE, FAILED = "measured", "infeasible", "failed"
+
+
+# ----------------------------------------------------------------------------- samplers
+
+def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # noqa: ANN001, ANN202
+    """BoTorch qLogNEI with outcome constraints (single objective), for :class:`BoTorchSampler`."""
+    import torch
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.acquisition.objective import GenericMCObjective
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms.outcome import Standardize
+    from botorch.optim import optimize_acqf
+    from botorch.sampling import SobolQMCNormalSampler
+    from botorch.utils.transforms import normalize, unnormalize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    kwargs: dict[str, Any] = {}
+    train_y = train_obj
+    if train_con is not None:
+        train_y = torch.cat([train_obj, train_con], dim=-1)
+        n_con = train_con.size(1)
+        kwargs["objective"] = GenericMCObjective(lambda Z, X: Z[..., 0])
+        kwargs["constraints"] = [functools.partial(lambda Z, i: Z[..., -n_con + i], i=i) for i in range(n_con)]
+    x = normalize(train_x, bounds=bounds)
+    pending = normalize(pending_x, bounds=bounds) if pending_x is not None else None
+    model = SingleTaskGP(x, train_y, outcome_transform=Standardize(m=train_y.size(-1)))
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    acqf = qLogNoisyExpectedImprovement(
+        model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([128])), X_pending=pending,
+        prune_baseline=True, **kwargs,
+    )
+    unit = torch.zeros_like(bounds)
+    unit[1] = 1
+    candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=8, raw_samples=256, options={"batch_limit": 8, "maxiter": 100})
+    return unnormalize(candidates.detach(), bounds=bounds)
+
+
+def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trials: int = 8) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for a spec's ``sampler`` field.
+
+    ``random`` (:class:`~optuna.samplers.RandomSampler`), ``tpe`` (multivariate
+    :class:`~optuna.samplers.TPESampler`), ``gp`` (:class:`~optuna.samplers.GPSampler`)
+    and ``botorch`` (:class:`optuna_integration.BoTorchSampler` with qLogNEI for
+    one objective and qLogNEHVI for several; constraints come from
+    ``trial.set_constraint``). The model-based samplers start with
+    ``n_startup_trials`` quasi-random (Sobol) trials.
+    """
+    startup = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials, independent_sampler=startup)
+    if name == "botorch":
+        from optuna_integration import BoTorchSampler
+        from optuna_integration.botorch import qnehvi_candidates_func
+
+        candidates = _qlognei_candidates if n_objectives == 1 else qnehvi_candidates_func
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return BoTorchSampler(candidates_func=candidates, n_startup_trials=n_startup_trials, seed=seed, independent_sampler=startup)
+    raise InvalidInputError(f"sampler: unknown sampler {name!r} (random, tpe, gp, botorch)")
+
+
+# ----------------------------------------------------------------------------- study set-up
+
+def measured_descriptor_names(generator: Any) -> list[str]:
+    """The descriptors measured on every generated volume (the names ``compute`` returns)."""
+    from generator.descriptors import descriptor_names
+
+    return list(descriptor_names(int(generator.n_phases)))
+
+
+def feasibility_model(generator: Any) -> feasibility.FeasibilityModel:
+    """The feasibility model over the generator's conditions (see :func:`inverse.feasibility.model_for`)."""
+    return feasibility.model_for(generator, generator.condition_names)
+
+
+@dataclass
+class StudyPlan:
+    """Everything a study needs, validated: built by :func:`plan_study` before anything is written.
+
+    Attributes
+    ----------
+    resolved
+        The spec with its search bounds.
+    generator
+        The loaded generator.
+    feasible
+        Feasibility model over the conditions.
+    feasible_fraction
+        Fraction of the search box inside the training data.
+    scales
+        Score normalisation ``s_j`` per target descriptor.
+    directions
+        Optuna directions (``minimize`` for the target score first, then the objectives).
+    """
+
+    resolved: ResolvedSpec
+    generator: Any
+    feasible: feasibility.FeasibilityModel
+    feasible_fraction: float
+    scales: dict[str, float]
+    directions: list[str]
+
+    @property
+    def spec(self) -> StudySpec:
+        """The study spec."""
+        return self.resolved.spec
+
+
+def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
+    """Load the generator (unless given) and check the spec against it and its training data.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown names, or a search space with no feasible point.
+    """
+    if generator is None:
+        from generator.checkpoint import load_generator
+
+        generator = load_generator(spec.generator, kind=spec.kind)
+    resolved = resolve_spec(
+        spec,
+        condition_names=generator.condition_names,
+        condition_ranges=generator.condition_ranges,
+        descriptor_names=measured_descriptor_names(generator),
+        recipe_names=generator.recipe_names,
+    )
+    model = feasibility_model(generator)
+    fraction = feasibility.check_search_space(model, resolved.bounds, resolved.fixed, seed=spec.seed)
+    if spec.feasibility == "pca":
+        if model.pca is None:
+            raise InvalidInputError("feasibility: 'pca' needs a model with a training-descriptor table; use 'constraint'")
+        if resolved.fixed:
+            raise InvalidInputError("feasibility: 'pca' searches every condition; do not fix any in [search]")
+    directions = (["minimize"] if spec.targets else []) + [o.direction for o in spec.objectives]
+    scales = evaluation.descriptor_scales(spec.descriptor_names(), generator.descriptor_table)
+    return StudyPlan(resolved, generator, model, fraction, scales, directions)
+
+
+# ----------------------------------------------------------------------------- proposals
+
+def _suggest_conditions(trial: optuna.Trial, plan: StudyPlan) -> dict[str, float]:
+    """Ask the sampler for one condition vector ``{name: value}`` (searched and fixed)."""
+    resolved = plan.resolved
+    if plan.spec.feasibility == "pca":
+        model = plan.feasible
+        radius = float(np.sqrt(model.t2_limit))
+        u = np.array([trial.suggest_float(f"pc{i + 1}", -radius, radius) for i in range(model.n_components)])
+        assert model.pca is not None
+        z = model.pca.inverse_transform((u * np.sqrt(model.pca.explained_variance_))[None])
+        x = model.unstandardise(z)[0]
+        return {n: float(v) for n, v in zip(model.columns, x)}
+    params = {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in resolved.bounds.items()}
+    return dict(zip(resolved.condition_names, resolved.condition_vector(params)))
+
+
+def _box_excess(conditions: Mapping[str, float], bounds: Mapping[str, tuple[float, float]]) -> float:
+    """How far ``conditions`` lie outside the search box, relative to its widths (0 inside)."""
+    worst = 0.0
+    for n, (lo, hi) in bounds.items():
+        width = max(hi - lo, 1e-12)
+        worst = max(worst, (lo - conditions[n]) / width, (conditions[n] - hi) / width)
+    return worst
+
+
+def _penalty(study: optuna.Study, plan: StudyPlan, violation: float) -> list[float]:
+    """Values recorded for an infeasible proposal: worst measured score so far + violation; worst objective."""
+    values: list[float] = []
+    if plan.spec.targets:
+        scores = [t.user_attrs["score"] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                  if t.user_attrs.get("status") == MEASURED]
+        values.append((max(scores) if scores else 1.0) + violation)
+    table = plan.generator.descriptor_table
+    for obj in plan.spec.objectives:
+        column = table[obj.descriptor] if table is not None and obj.descriptor in table.columns else None
+        if obj.direction == "maximize":
+            values.append(float(column.min()) if column is not None else 0.0)
+        else:
+            values.append(float(column.max()) if column is not None else 1e6)
+    return values
+
+
+def _save_microstructures(trial: optuna.Trial, store: Any, measurement: evaluation.Measurement) -> str:
+    """Upload the trial's volumes (and per-sample descriptors and recipes) as one ``.npz`` artifact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"trial_{trial.number:05d}.npz"
+        np.savez_compressed(
+            path,
+            labels=measurement.labels,
+            descriptor_names=np.array(measurement.descriptors.columns, dtype=str),
+            descriptors=measurement.descriptors.to_numpy(dtype=float),
+            recipe_names=np.array(measurement.recipes.columns, dtype=str),
+            recipes=measurement.recipes.to_numpy(dtype=float),
+        )
+        return upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype="application/octet-stream")
+
+
+def trial_seed(spec_seed: int, trial_number: int) -> int:
+    """The generation seed of a trial (reproducible per study seed and trial number)."""
+    return (spec_seed * 1_000_003 + trial_number) % (2**31 - 1)
+
+
+def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) -> Callable[[optuna.Trial], list[float]]:
+    """The Optuna objective of a study: propose, check feasibility, generate, measure, score."""
+    spec = plan.spec
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        conditions = _suggest_conditions(trial, plan)
+        x = plan.feasible.vector(conditions)[None]
+        stats = feasibility.statistics(plan.feasible, x)
+        violation = max(float(stats["constraint"][0]), _box_excess(conditions, plan.resolved.bounds))
+        trial.set_user_attr("conditions", conditions)
+        trial.set_user_attr("feasibility", {
+            "t2": float(stats["t2"][0]), "t2_limit": float(plan.feasible.t2_limit),
+            "spe": float(stats["spe"][0]), "spe_limit": float(plan.feasible.spe_limit),
+            "range_excess": float(stats["range_excess"][0]), "constraint": violation, "feasible": violation <= 0,
+        })
+        trial.set_constraint("feasibility", violation)
+        if violation > 0:
+            if spec.recipe:
+                trial.set_constraint("recipe", 0.0)
+            trial.set_user_attr("status", INFEASIBLE)
+            return _penalty(trial.study, plan, violation)
+        seed = trial_seed(spec.seed, trial.number)
+        trial.set_user_attr("seed", seed)
+        gen = spec.generation
+        try:
+            measurement = evaluation.measure(
+                plan.generator, conditions, spec.samples_per_trial, seed=seed, sampler=gen.sampler,
+                steps=gen.steps, guidance=gen.guidance, batch_size=gen.batch_size, n_jobs=n_jobs,
+            )
+        except evaluation.GenerationFailed as exc:
+            trial.set_user_attr("status", FAILED)
+            trial.set_user_attr("failure", str(exc))
+            raise
+        summary = measurement.summary()
+        for key, value in summary.items():
+            trial.set_user_attr(key, value)
+        distances = evaluation.target_distances(summary["measured_mean"], spec.targets, plan.scales)
+        trial_score = evaluation.score(distances)
+        if not np.isfinite(trial_score):
+            trial.set_user_attr("status", FAILED)
+            trial.set_user_attr("failure", "a target descriptor could not be measured (NaN)")
+            raise evaluation.GenerationFailed("a target descriptor could not be measured (NaN)")
+        trial.set_user_attr("target_distance", distances)
+        trial.set_user_attr("score", trial_score)
+        trial.set_user_attr("meets_targets", bool(trial_score == 0.0))
+        trial.set_user_attr("uncertainty", evaluation.uncertainty(summary["measured_std"], list(spec.targets), plan.scales))
+        trial.set_user_attr("n_samples", spec.samples_per_trial)
+        if spec.recipe:
+            violation_recipe = evaluation.recipe_violation(summary["recipe_mean"], spec.recipe)
+            trial.set_constraint("recipe", violation_recipe)
+            trial.set_user_attr("recipe_ok", violation_recipe <= 0)
+        trial.set_user_attr("artifact_id", _save_microstructures(trial, store, measurement))
+        trial.set_user_attr("status", MEASURED)
+        values = [trial_score] if spec.targets else []
+        values += [summary["measured_mean"][o.descriptor] for o in spec.objectives]
+        return values
+
+    return objective
+
+
+def n_finished(study: optuna.Study) -> int:
+    """Trials that count towards ``n_trials``: COMPLETE ones."""
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    generator: Any = None,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    progress: bool = True,
+    runs_dir: str | Path = storage_mod.RUNS_DIR,
+    heartbeat_interval: int = storage_mod.HEARTBEAT_INTERVAL,
+    grace_period: int = storage_mod.GRACE_PERIOD,
+    n_jobs: int | None = None,
+) -> optuna.Study:
+    """Run (or resume) a study until it holds ``n_trials`` complete trials.
+
+    Parameters
+    ----------
+    spec
+        The study spec.
+    generator
+        A loaded generator (default: ``load_generator(spec.generator, kind=spec.kind)``).
+    storage
+        SQLAlchemy URL (default: ``spec.storage`` or ``sqlite:///runs/NAME.db``).
+    n_trials
+        Total complete trials wanted (default ``spec.n_trials``); a resumed
+        study runs only the missing ones.
+    progress
+        Show a progress bar.
+    heartbeat_interval, grace_period
+        Seconds between heartbeats, and without one before a RUNNING trial counts as dead.
+    n_jobs
+        Processes for descriptor computation.
+
+    Returns
+    -------
+    optuna.Study
+        The study (its trials carry the user attributes of ``docs/inverse.md``).
+    """
+    plan = plan_study(spec, generator)
+    url = storage or spec.storage or storage_mod.default_storage_url(spec.name, runs_dir)
+    rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+    sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials)
+    study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler, load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != plan.directions:
+        raise InvalidInputError(f"name: study {spec.name!r} already exists in {url} with other objectives")
+    storage_mod.fail_stale_trials(study)
+    study.set_user_attr("spec", json.loads(spec.model_dump_json()))
+    study.set_user_attr("condition_names", list(plan.resolved.condition_names))
+    study.set_user_attr("descriptor_scales", plan.scales)
+    study.set_user_attr("feasible_fraction", plan.feasible_fraction)
+    store = storage_mod.artifact_store(spec.name, url, runs_dir)
+    remaining = (n_trials or spec.n_trials) - n_finished(study)
+    if remaining > 0:
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(
+                    make_objective(plan, store, n_jobs=n_jobs), n_trials=remaining,
+                    catch=(evaluation.GenerationFailed,), show_progress_bar=progress, gc_after_trial=False,
+                )
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+    return study
+

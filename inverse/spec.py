@@ -1,0 +1,356 @@
+"""Study specs: what to design (targets, objectives), where to search (conditions), how.
+
+A study spec is a TOML file validated by pydantic (see ``docs/inverse.md`` for
+an annotated example)::
+
+    name = "opv"
+    generator = "default"
+    sampler = "tpe"
+    n_trials = 30
+    samples_per_trial = 4
+
+    [targets]
+    ABS_f_D = { at_least = 0.45, at_most = 0.50 }
+    CT_f_D_tort1 = { at_least = 0.9 }
+    CT_f_A_tort1 = { equal = 0.95, tolerance = 0.03 }
+
+    [search]                      # condition bounds; default: the model's ranges
+    ABS_f_D = [0.35, 0.6]
+
+    [recipe]
+    log_time = { at_most = 4.0 }
+
+Validation happens in two steps, both before anything is written:
+:func:`load_spec` checks the file on its own (TOML syntax, types, reversed
+bounds, target values outside [0, 1]); :func:`resolve_spec` checks it against a
+loaded generator (unknown descriptors, conditions or recipe variables) and fills
+in the default search bounds. The feasibility of the search space is checked by
+:func:`inverse.feasibility.check_search_space`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from generator.errors import FileFormatError, InvalidInputError
+
+SamplerName = Literal["random", "tpe", "gp", "botorch"]
+FeasibilityMode = Literal["constraint", "pca"]
+
+#: Descriptor-name prefixes of counts (not fractions): their targets may exceed 1.
+COUNT_PREFIXES = ("STAT_", "CT_n_", "CT_e_")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def is_count_descriptor(name: str) -> bool:
+    """Whether ``name`` is a count (``STAT_e``, ``CT_n_D_adj_An``, ...) rather than a fraction in [0, 1]."""
+    return name.startswith(COUNT_PREFIXES)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bound(_Strict):
+    """A one- or two-sided bound ``at_least <= value <= at_most`` (recipe constraints)."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Bound":
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least and/or at_most")
+        if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+            raise ValueError(f"reversed bounds: at_least {self.at_least} > at_most {self.at_most}")
+        return self
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """``(lo, hi)`` with infinite ends where the bound is one-sided."""
+        lo = -float("inf") if self.at_least is None else self.at_least
+        hi = float("inf") if self.at_most is None else self.at_most
+        return lo, hi
+
+
+class Target(_Strict):
+    """A target on one measured descriptor.
+
+    Exactly one form: ``equal`` with ``tolerance`` (meets it when
+    ``|value - equal| <= tolerance``), or ``at_least`` and/or ``at_most``.
+    """
+
+    equal: float | None = None
+    tolerance: float | None = Field(default=None, gt=0)
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Target":
+        if self.equal is not None:
+            if self.at_least is not None or self.at_most is not None:
+                raise ValueError("give either equal (with tolerance) or at_least/at_most, not both")
+            if self.tolerance is None:
+                raise ValueError("equal needs a tolerance")
+        else:
+            if self.tolerance is not None:
+                raise ValueError("tolerance only goes with equal")
+            if self.at_least is None and self.at_most is None:
+                raise ValueError("give equal (with tolerance), at_least or at_most")
+            if self.at_least is not None and self.at_most is not None and self.at_least > self.at_most:
+                raise ValueError(f"reversed bounds: at_least {self.at_least} > at_most {self.at_most}")
+        return self
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The accepted interval ``(lo, hi)`` (infinite ends for one-sided targets)."""
+        if self.equal is not None:
+            assert self.tolerance is not None
+            return self.equal - self.tolerance, self.equal + self.tolerance
+        lo = -float("inf") if self.at_least is None else self.at_least
+        hi = float("inf") if self.at_most is None else self.at_most
+        return lo, hi
+
+    @property
+    def point(self) -> float:
+        """A representative value: ``equal``, the middle of a range, or the one given bound."""
+        lo, hi = self.interval
+        if self.equal is not None:
+            return self.equal
+        if lo == -float("inf"):
+            return hi
+        if hi == float("inf"):
+            return lo
+        return 0.5 * (lo + hi)
+
+    def values(self) -> list[float]:
+        """The numbers given in the spec (for range checks)."""
+        return [v for v in (self.equal, self.at_least, self.at_most) if v is not None]
+
+
+class Objective(_Strict):
+    """A measured descriptor to maximise or minimise (its trial mean)."""
+
+    descriptor: str
+    direction: Literal["maximize", "minimize"] = "maximize"
+
+
+class GenerationSettings(_Strict):
+    """How each trial calls ``Generator.generate``."""
+
+    sampler: str = "dpm++"
+    steps: int = Field(default=25, ge=1)
+    guidance: float = Field(default=1.0, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+
+
+class StudySpec(_Strict):
+    """A validated study spec (see the module docstring for the TOML form)."""
+
+    name: str
+    generator: str = "default"
+    kind: str | None = None
+    targets: dict[str, Target] = Field(default_factory=dict)
+    objectives: list[Objective] = Field(default_factory=list)
+    search: dict[str, tuple[float, float] | float] = Field(default_factory=dict)
+    recipe: dict[str, Bound] = Field(default_factory=dict)
+    samples_per_trial: int = Field(default=4, ge=1)
+    sampler: SamplerName = "tpe"
+    n_trials: int = Field(default=30, ge=1)
+    n_startup_trials: int = Field(default=8, ge=1)
+    seed: int = 0
+    storage: str | None = None
+    feasibility: FeasibilityMode = "constraint"
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use letters, digits, '_', '-' or '.' only")
+        return v
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_in_unit_interval(cls, v: dict[str, Target]) -> dict[str, Target]:
+        for name, target in v.items():
+            if is_count_descriptor(name):
+                continue
+            bad = [x for x in target.values() if not 0.0 <= x <= 1.0]
+            if bad:
+                raise ValueError(f"{name}: target {bad[0]} is outside [0, 1]")
+        return v
+
+    @field_validator("search")
+    @classmethod
+    def _search_bounds(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name, bounds in v.items():
+            if isinstance(bounds, tuple) and bounds[0] > bounds[1]:
+                raise ValueError(f"{name}: reversed bounds [{bounds[0]}, {bounds[1]}]")
+        return v
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> "StudySpec":
+        if not self.targets and not self.objectives:
+            raise ValueError("give at least one target or objective")
+        return self
+
+    @property
+    def n_objectives(self) -> int:
+        """Number of values each trial reports: 1 (target score) or the objectives (+1 with targets)."""
+        if not self.objectives:
+            return 1
+        return len(self.objectives) + (1 if self.targets else 0)
+
+    def descriptor_names(self) -> list[str]:
+        """Every descriptor the spec mentions (targets first, then objectives), without repeats."""
+        names = list(self.targets)
+        names += [o.descriptor for o in self.objectives if o.descriptor not in names]
+        return names
+
+
+def _one_line(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first.get("loc", ())) or "spec"
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{source}: {loc}: {msg}"
+
+
+def parse_spec(data: Mapping[str, Any], *, source: str = "spec") -> StudySpec:
+    """Validate a spec given as a mapping (the parsed TOML).
+
+    Raises
+    ------
+    InvalidInputError
+        With a one-line message naming the field.
+    """
+    try:
+        return StudySpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise InvalidInputError(_one_line(exc, source)) from None
+
+
+def load_spec(path: str | Path, **overrides: Any) -> StudySpec:
+    """Read and validate a study spec TOML file.
+
+    Parameters
+    ----------
+    path
+        The ``.toml`` file.
+    **overrides
+        Top-level fields replacing those of the file when not ``None``
+        (``generator``, ``n_trials``, ``storage``, ``sampler``, ``seed``, ...).
+        ``name`` defaults to the file's stem.
+
+    Raises
+    ------
+    FileFormatError
+        Missing file or malformed TOML.
+    InvalidInputError
+        A field with a bad value (the message names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError(f"spec file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{path}: malformed TOML: {exc}") from None
+    data.setdefault("name", path.stem)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_spec(data, source=str(path))
+
+
+class ResolvedSpec(BaseModel):
+    """A spec checked against a generator, with every search bound filled in.
+
+    Attributes
+    ----------
+    spec
+        The spec itself.
+    bounds
+        ``{condition: (lo, hi)}`` for every condition that is searched.
+    fixed
+        ``{condition: value}`` for conditions held fixed.
+    condition_names
+        All the generator's conditions, in its order.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: StudySpec
+    bounds: dict[str, tuple[float, float]]
+    fixed: dict[str, float]
+    condition_names: list[str]
+
+    def condition_vector(self, params: Mapping[str, float]) -> list[float]:
+        """The full condition vector (generator order) from searched ``params`` and the fixed values."""
+        return [float(params[n]) if n in self.bounds else self.fixed[n] for n in self.condition_names]
+
+
+def resolve_spec(
+    spec: StudySpec,
+    *,
+    condition_names: Iterable[str],
+    condition_ranges: Mapping[str, tuple[float, float]],
+    descriptor_names: Iterable[str],
+    recipe_names: Iterable[str],
+) -> ResolvedSpec:
+    """Check a spec against a generator and fill in default search bounds.
+
+    Parameters
+    ----------
+    spec
+        A validated spec.
+    condition_names, condition_ranges
+        The generator's conditions and their training ranges.
+    descriptor_names
+        The descriptors that are measured on each generated volume.
+    recipe_names
+        The recipe variables the feature predictor gives.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown descriptor, condition or recipe variable (the message names
+        the field and lists the known names).
+    """
+    conditions = list(condition_names)
+    known = set(descriptor_names)
+    for field, names in (("targets", list(spec.targets)), ("objectives", [o.descriptor for o in spec.objectives])):
+        for name in names:
+            if name not in known:
+                raise InvalidInputError(f"{field}.{name}: unknown descriptor (known: {', '.join(sorted(known))})")
+    recipes = set(recipe_names)
+    for name in spec.recipe:
+        if name not in recipes:
+            raise InvalidInputError(
+                f"recipe.{name}: the model does not predict it (it predicts: {', '.join(sorted(recipes)) or 'nothing'})"
+            )
+    bounds: dict[str, tuple[float, float]] = {}
+    fixed: dict[str, float] = {}
+    for name, value in spec.search.items():
+        if name not in conditions:
+            raise InvalidInputError(f"search.{name}: not a condition of the model (its conditions: {', '.join(conditions)})")
+    for name in conditions:
+        value = spec.search.get(name)
+        if value is None:
+            lo, hi = condition_ranges[name]
+            bounds[name] = (float(lo), float(hi))
+        elif isinstance(value, tuple):
+            if value[0] == value[1]:
+                fixed[name] = float(value[0])
+            else:
+                bounds[name] = (float(value[0]), float(value[1]))
+        else:
+            fixed[name] = float(value)
+    if not bounds:
+        raise InvalidInputError("search: every condition is fixed; leave at least one to search")
+    return ResolvedSpec(spec=spec, bounds=bounds, fixed=fixed, condition_names=conditions)

@@ -1,0 +1,127 @@
+"""Optuna storages and artifact stores for studies.
+
+* Storage: ``runs/NAME.db`` (SQLite) by default, or any SQLAlchemy URL
+  (``postgresql://user@host/db``) so that several workers on several machines
+  share one study. Storages are :class:`optuna.storages.RDBStorage` with a
+  heartbeat: a worker killed with SIGKILL stops beating, and its RUNNING
+  trials are marked FAIL once ``grace_period`` has passed (at the next start
+  of any worker, and before every new trial). Completed trials are committed
+  one by one, so none is lost.
+* Artifacts: an :class:`optuna.artifacts.FileSystemArtifactStore` in
+  ``runs/NAME.artifacts/`` (next to the SQLite file, or under ``runs/`` for a
+  server URL), one ``.npz`` of microstructures per measured trial.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from generator.errors import InvalidInputError
+
+#: Folder of the default SQLite files and artifact stores.
+RUNS_DIR = Path("runs")
+
+#: Default heartbeat settings (seconds).
+HEARTBEAT_INTERVAL = 10
+GRACE_PERIOD = 30
+
+
+def default_storage_url(name: str, runs_dir: str | Path = RUNS_DIR) -> str:
+    """``sqlite:///runs/NAME.db``."""
+    return f"sqlite:///{Path(runs_dir) / f'{name}.db'}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (``None`` for other URLs)."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def storage_exists(url: str) -> bool:
+    """Whether opening ``url`` would find an existing storage (always true for server URLs)."""
+    path = sqlite_path(url)
+    return path is None or path.is_file()
+
+
+def open_storage(
+    url: str,
+    *,
+    create: bool = True,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL,
+    grace_period: int = GRACE_PERIOD,
+) -> optuna.storages.RDBStorage:
+    """Open (and create, for SQLite, its folder and file) an Optuna RDB storage with a heartbeat.
+
+    Raises
+    ------
+    InvalidInputError
+        A malformed URL, or (``create=False``) a SQLite file that does not exist.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        if not create and not path.is_file():
+            raise InvalidInputError(f"storage: {path} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif "://" not in url:
+        raise InvalidInputError(f"storage: {url!r} is not an SQLAlchemy URL (for example sqlite:///runs/x.db)")
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            failed_trial_callback=None,
+        )
+    except (ImportError, ValueError) as exc:
+        raise InvalidInputError(f"storage: cannot open {url}: {exc}") from None
+
+
+def artifact_dir(name: str, url: str, runs_dir: str | Path = RUNS_DIR) -> Path:
+    """Where the study's artifacts live: ``<db folder>/NAME.artifacts`` (SQLite) or ``runs/NAME.artifacts``."""
+    path = sqlite_path(url)
+    folder = path.parent if path is not None else Path(runs_dir)
+    return folder / f"{name}.artifacts"
+
+
+def artifact_store(name: str, url: str, runs_dir: str | Path = RUNS_DIR) -> FileSystemArtifactStore:
+    """The study's :class:`~optuna.artifacts.FileSystemArtifactStore` (its folder is created)."""
+    folder = artifact_dir(name, url, runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(folder))
+
+
+def fail_stale_trials(study: optuna.Study) -> list[int]:
+    """Mark the RUNNING trials of dead workers (no heartbeat within the grace period) as FAIL.
+
+    Returns
+    -------
+    list of int
+        The numbers of the trials that were failed.
+    """
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+    return sorted(before - after)
+
+
+def list_studies(url: str) -> list[dict[str, object]]:
+    """One summary per study in the storage at ``url`` (which must exist).
+
+    Each is ``{"name", "n_trials", "n_complete", "directions", "started"}``.
+    """
+    rdb = open_storage(url, create=False)
+    out = []
+    for summary in optuna.get_all_study_summaries(rdb, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=rdb)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        out.append({
+            "name": summary.study_name,
+            "n_trials": len(states),
+            "n_complete": sum(s == optuna.trial.TrialState.COMPLETE for s in states),
+            "directions": [d.name.lower() for d in summary.directions],
+            "started": summary.datetime_start,
+        })
+    return out

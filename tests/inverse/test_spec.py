@@ -1,0 +1,100 @@
+"""Study specs: parsing, validation and resolution against a model's names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.errors import FileFormatError, InvalidInputError
+from inverse.spec import StudySpec, load_spec, parse_spec, resolve_spec
+
+REPO = Path(__file__).resolve().parents[2]
+CONDITIONS = ["ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1"]
+RANGES = {"ABS_f_D": (0.3, 0.7), "CT_f_D_tort1": (0.4, 1.0), "CT_f_A_tort1": (0.4, 1.0)}
+DESCRIPTORS = ["ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1", "STAT_e", "DISS_f10_D"]
+
+
+def _resolve(spec: StudySpec):
+    return resolve_spec(spec, condition_names=CONDITIONS, condition_ranges=RANGES, descriptor_names=DESCRIPTORS, recipe_names=["phi", "chi", "log_time"])
+
+
+def test_target_forms_and_intervals():
+    spec = parse_spec({
+        "name": "x",
+        "targets": {
+            "ABS_f_D": {"at_least": 0.45, "at_most": 0.5},
+            "CT_f_D_tort1": {"at_least": 0.9},
+            "CT_f_A_tort1": {"equal": 0.8, "tolerance": 0.05},
+        },
+    })
+    assert spec.targets["ABS_f_D"].interval == (0.45, 0.5)
+    assert spec.targets["CT_f_D_tort1"].interval == (0.9, float("inf"))
+    assert spec.targets["CT_f_A_tort1"].interval == pytest.approx((0.75, 0.85))
+    assert spec.targets["ABS_f_D"].point == pytest.approx(0.475)
+    assert spec.n_objectives == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"targets": {"ABS_f_D": {"at_least": 0.6, "at_most": 0.5}}}, "targets.ABS_f_D"),
+        ({"targets": {"ABS_f_D": {"equal": 1.2, "tolerance": 0.1}}}, "targets: ABS_f_D: target 1.2 is outside [0, 1]"),
+        ({"targets": {"ABS_f_D": {"equal": 0.5}}}, "targets.ABS_f_D"),
+        ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "search": {"ABS_f_D": [0.6, 0.4]}}, "search: ABS_f_D: reversed bounds"),
+        ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "sampler": "cmaes"}, "sampler"),
+        ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "colour": "red"}, "colour"),
+        ({}, "give at least one target or objective"),
+    ],
+)
+def test_bad_specs_name_the_field(data, field):
+    with pytest.raises(InvalidInputError) as info:
+        parse_spec({"name": "x", **data})
+    message = str(info.value)
+    assert field in message and "\n" not in message
+
+
+def test_counts_may_exceed_one():
+    spec = parse_spec({"name": "x", "targets": {"STAT_e": {"at_least": 500}}})
+    assert spec.targets["STAT_e"].interval[0] == 500
+
+
+def test_load_spec_reports_malformed_toml_and_overrides(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n[targets\n")
+    with pytest.raises(FileFormatError, match="malformed TOML"):
+        load_spec(bad)
+    with pytest.raises(FileFormatError, match="does not exist"):
+        load_spec(tmp_path / "missing.toml")
+    good = tmp_path / "good.toml"
+    good.write_text("[targets]\nABS_f_D = { at_least = 0.4 }\n")
+    spec = load_spec(good, n_trials=7, generator="some.bundle", seed=None)
+    assert (spec.name, spec.n_trials, spec.generator, spec.seed) == ("good", 7, "some.bundle", 0)
+
+
+def test_resolve_fills_bounds_and_rejects_unknown_names():
+    spec = parse_spec({"name": "x", "targets": {"ABS_f_D": {"at_least": 0.4}}, "search": {"CT_f_A_tort1": 0.8, "ABS_f_D": [0.35, 0.6]}})
+    resolved = _resolve(spec)
+    assert resolved.bounds == {"ABS_f_D": (0.35, 0.6), "CT_f_D_tort1": (0.4, 1.0)}
+    assert resolved.fixed == {"CT_f_A_tort1": 0.8}
+    assert resolved.condition_vector({"ABS_f_D": 0.5, "CT_f_D_tort1": 0.9}) == [0.5, 0.9, 0.8]
+    for data, field in [
+        ({"targets": {"CT_f_X": {"at_least": 0.4}}}, "targets.CT_f_X: unknown descriptor"),
+        ({"objectives": [{"descriptor": "nope"}]}, "objectives.nope: unknown descriptor"),
+        ({"targets": {"ABS_f_D": {"at_least": 0.4}}, "search": {"phi": [0, 1]}}, "search.phi"),
+        ({"targets": {"ABS_f_D": {"at_least": 0.4}}, "recipe": {"temperature": {"at_most": 3}}}, "recipe.temperature"),
+    ]:
+        with pytest.raises(InvalidInputError, match=field.replace(".", r"\.")):
+            _resolve(parse_spec({"name": "x", **data}))
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_studies_resolve_against_a_two_phase_model(path):
+    from generator.descriptors import descriptor_names
+
+    spec = load_spec(path)
+    resolved = resolve_spec(
+        spec, condition_names=CONDITIONS, condition_ranges=RANGES, descriptor_names=descriptor_names(2), recipe_names=["phi", "chi", "log_time"]
+    )
+    assert spec.generator == "default" and spec.name == path.stem
+    assert set(resolved.bounds) | set(resolved.fixed) == set(CONDITIONS)
