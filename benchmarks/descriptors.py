@@ -72,18 +72,19 @@ def run_py_graspi(labels: np.ndarray) -> tuple[float, dict[str, float]]:
 
 def peak_memory_mb(shape: tuple[int, ...]) -> dict[str, float]:
     """Peak RSS of a fresh process: after imports and making the volume, and after computing its descriptors."""
+    # VmHWM (peak resident set of this process image); ru_maxrss would carry the parent's peak over fork.
     code = f"""
-import resource, sys
+import re, sys
 sys.path.insert(0, {str(REPO)!r})
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 from descriptors import ch_like_volume
 from generator.descriptors import compute
+hwm = lambda: int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 lab = ch_like_volume({shape!r}, seed=0)
 compute(lab[:8, :8, :8])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = hwm()
 compute(lab)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(before / 1024, after / 1024)
+print(before / 1024, hwm() / 1024)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return {"baseline_mb": float(out[0]), "peak_mb": float(out[1]), "increase_mb": float(out[1]) - float(out[0])}

@@ -225,27 +225,25 @@ class _Volume:
         ``d_mask`` / ``a_mask`` are (nx, ny, nz) booleans of donors in top-touching
         components and acceptors in bottom-touching ones.
         """
-        vol = self.vol
         n_pairs = n_conn = 0
         for axis, wraps in ((0, self.px), (1, self.py), (2, False)):
-            if vol.shape[axis] < 2:
+            if self.shape[axis] < 2:
                 continue
-            if wraps:
-                nxt = lambda a: np.roll(a, -1, axis=axis)  # noqa: E731
-                cur = lambda a: a  # noqa: E731
-            else:
-                sl_a = [slice(None)] * 3
-                sl_b = [slice(None)] * 3
-                sl_a[axis] = slice(None, -1)
-                sl_b[axis] = slice(1, None)
-                cur = lambda a, s=tuple(sl_a): a[s]  # noqa: E731
-                nxt = lambda a, s=tuple(sl_b): a[s]  # noqa: E731
-            la, lb = cur(vol), nxt(vol)
-            da = (la == DONOR) & (lb == ACCEPTOR)
-            ad = (la == ACCEPTOR) & (lb == DONOR)
-            n_pairs += int(np.count_nonzero(da) + np.count_nonzero(ad))
-            n_conn += int(np.count_nonzero(da & cur(d_mask) & nxt(a_mask)) + np.count_nonzero(ad & cur(a_mask) & nxt(d_mask)))
+            (la, lb), (da, db), (aa, ab) = (_face_neighbours(x, axis, wraps) for x in (self.vol, d_mask, a_mask))
+            d_then_a = (la == DONOR) & (lb == ACCEPTOR)
+            a_then_d = (la == ACCEPTOR) & (lb == DONOR)
+            n_pairs += int(np.count_nonzero(d_then_a) + np.count_nonzero(a_then_d))
+            n_conn += int(np.count_nonzero(d_then_a & da & ab) + np.count_nonzero(a_then_d & aa & db))
         return n_pairs, n_conn
+
+
+def _face_neighbours(a: np.ndarray, axis: int, wraps: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Two aligned arrays holding every voxel and its +1 neighbour along ``axis`` (wrapping or not)."""
+    if wraps:
+        return a, np.roll(a, -1, axis=axis)
+    head = tuple(slice(None, -1) if i == axis else slice(None) for i in range(a.ndim))
+    tail = tuple(slice(1, None) if i == axis else slice(None) for i in range(a.ndim))
+    return a[head], a[tail]
 
 
 def compute(labels: np.ndarray, *, pixel_size: float = 1.0, periodic: bool = False, n_phases: int | None = None) -> dict[str, float]:
