@@ -13,7 +13,9 @@ feature predictor's outputs, in order), ``configs`` (``vae``,
 ``feature_predictor``, ``unet``, ``schedule`` and the whole ``training`` config),
 ``normalisation`` (``context_mean``/``context_std`` ``(K,)``,
 ``latent_mean``/``latent_std`` ``(C,)``; the feature predictor's target mean/std
-are buffers of its state dict), ``state_dicts`` (``vae``, ``feature_predictor``,
+are buffers of its state dict). The denoiser and the feature predictor work on
+*normalised* latents ``(mu - latent_mean) / latent_std`` (per channel); the
+decoder gets them back in VAE units, ``state_dicts`` (``vae``, ``feature_predictor``,
 ``unet``) and ``descriptor_table`` (``columns`` and a float64 ``values`` tensor
 ``(N, M)``: every descriptor and recipe attribute of every training sample,
 plus ``series``).
@@ -214,12 +216,9 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
     def decoder(z: torch.Tensor) -> torch.Tensor:
         return vae.logits_to_labels(vae.decode(z * latent_std + latent_mean))
 
-    def feature_predictor(z: torch.Tensor) -> torch.Tensor:
-        return fp.predict(z * latent_std + latent_mean)
-
     return Generator(
         decoder=decoder,
-        feature_predictor=feature_predictor,
+        feature_predictor=fp.predict,
         denoiser=unet,
         latent_shape=bundle["latent_shape"],
         volume_shape=bundle["volume_shape"],

@@ -88,10 +88,14 @@ class VAE(nn.Module):
         self.encoder = nn.Sequential(*enc)
 
         dec: list[nn.Module] = [nn.Conv3d(config.latent_channels, w[-1], 1)]
-        for i in reversed(range(len(w))):
+        for i in reversed(range(1, len(w))):
             dec.extend(ResBlock3d(w[i]) for _ in range(config.res_blocks))
-            dec += [nn.ConvTranspose3d(w[i], w[max(i - 1, 0)], 4, stride=2, padding=1)]
-        dec += [group_norm(w[0]), nn.SiLU(), nn.Conv3d(w[0], config.channels, 3, padding=1)]
+            dec.append(nn.ConvTranspose3d(w[i], w[i - 1], 4, stride=2, padding=1))
+        dec.extend(ResBlock3d(w[0]) for _ in range(config.res_blocks))
+        # The output layer is itself the last (transposed, k4 s2) upsampling: no
+        # convolution runs at full resolution, where a 3x3x3 conv to 1-3 channels
+        # is the slowest op of the whole VAE on CPU (its backward above all).
+        dec += [group_norm(w[0]), nn.SiLU(), nn.ConvTranspose3d(w[0], config.channels, 4, stride=2, padding=1)]
         self.decoder = nn.Sequential(*dec)
 
     # --- phase encoding -------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""Training configuration: TOML files validated by pydantic, and the shipped presets."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from generator.diffusion import NoiseSchedule
+from generator.errors import FileFormatError, InvalidInputError
+from generator.models import FeaturePredictorConfig, LatentUNetConfig, VAEConfig
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """What to learn from the dataset.
+
+    ``conditions`` are the denoiser's context attributes (in order);
+    ``attributes`` the feature predictor's outputs (empty: the conditions, then
+    every other numeric sample attribute of the file, recipe last).
+    """
+
+    n_phases: int | None = Field(None, ge=2, le=3, description="None: inferred from the grey levels")
+    conditions: list[str] = Field(default_factory=lambda: ["ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1"], min_length=1)
+    attributes: list[str] = Field(default_factory=list)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of series held out for validation")
+    seed: int = 0
+
+
+class TrainerConfig(_Strict):
+    """Lightning ``Trainer`` settings shared by all stages, plus CPU speed settings."""
+
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_workers: int = Field(0, ge=0, description="DataLoader workers for the volume stages")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default)")
+    mkldnn: bool | None = Field(None, description="oneDNN (mkldnn) for CPU convolutions; None leaves torch's default")
+    channels_last: bool = Field(False, description="channels_last_3d memory format for the VAE")
+    compile: bool = Field(False, description="torch.compile the networks")
+
+
+class StageConfig(_Strict):
+    """Optimisation of one stage."""
+
+    max_steps: int = Field(1000, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    val_every: int = Field(200, ge=1, description="validate every this many steps")
+    checkpoint_every: int = Field(200, ge=1, description="write the resumable checkpoint every this many steps")
+
+
+class VAEStage(StageConfig):
+    model: VAEConfig = Field(default_factory=VAEConfig)
+
+
+class FPStage(StageConfig):
+    model: FeaturePredictorConfig = Field(default_factory=FeaturePredictorConfig)
+
+
+class DDPMStage(StageConfig):
+    model: LatentUNetConfig = Field(default_factory=LatentUNetConfig)
+    schedule: NoiseSchedule = Field(default_factory=NoiseSchedule)
+    condition_dropout: float = Field(0.1, ge=0.0, le=1.0, description="probability of training a sample unconditionally (CFG)")
+    ema_decay: float | None = Field(0.999, gt=0.0, lt=1.0, description="EMA of the denoiser weights (None: off)")
+
+
+class TrainConfig(_Strict):
+    """The whole training run: data, trainer and the three network stages."""
+
+    name: str = "custom"
+    data: DataConfig = Field(default_factory=DataConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    vae: VAEStage = Field(default_factory=VAEStage)
+    fp: FPStage = Field(default_factory=FPStage)
+    ddpm: DDPMStage = Field(default_factory=DDPMStage)
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets (``tiny``, ``small``, ``paper-ch2``, ``paper-ch3``)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise FileFormatError(f"config: {path} is not valid TOML ({exc})") from None
+
+
+def load_config(preset: str | os.PathLike[str] | TrainConfig, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load a preset by name or a TOML file, validated.
+
+    Parameters
+    ----------
+    preset
+        A preset name, a path to a TOML file, or a :class:`TrainConfig` (returned as is, with overrides).
+    overrides
+        Nested dict merged over the file's values (e.g. ``{"ddpm": {"max_steps": 10}}``).
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown preset, or a config that fails validation (naming the field).
+    """
+    if isinstance(preset, TrainConfig):
+        raw = preset.model_dump()
+    else:
+        path = Path(preset)
+        if path.suffix != ".toml" and not path.exists():
+            if str(preset) not in preset_names():
+                raise InvalidInputError(f"preset: unknown preset {str(preset)!r}; choose one of {', '.join(preset_names())} or a .toml file")
+            path = PRESET_DIR / f"{preset}.toml"
+        if not path.is_file():
+            raise FileFormatError(f"config: {path} does not exist")
+        raw = _load_toml(path)
+    raw = _merge(raw, overrides or {})
+    try:
+        return TrainConfig(**raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first.get("loc", ()))
+        raise InvalidInputError(f"config {loc}: {first.get('msg', 'invalid value')}") from None
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

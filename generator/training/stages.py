@@ -1,0 +1,302 @@
+"""The staged training run: VAE -> encode the dataset -> feature predictor -> latent denoiser -> bundle.
+
+Every stage writes its result into the output folder (``vae.pt``, ``latents.pt``,
+``fp.pt``, ``ddpm.pt``) and is skipped when that file exists; an interrupted
+stage resumes from its Lightning checkpoint ``checkpoints/<stage>/last.ckpt``.
+Losses go to ``logs/<stage>/metrics.csv`` (Lightning's CSVLogger).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, Subset, TensorDataset
+from tqdm.auto import tqdm
+
+from generator.checkpoint import make_bundle, save_bundle
+from generator.errors import InvalidInputError
+from generator.io import atomic_path
+from generator.models import VAE, FeaturePredictor, LatentUNet
+from generator.training.config import TrainConfig, TrainerConfig, load_config
+from generator.data.dataset import split_by_series
+from generator.training.data import Volumes, check_attributes, feature_attributes, infer_n_phases, open_dataset, sample_table
+from generator.training.modules import DenoiserModule, FeaturePredictorModule, VAEModule
+
+BUNDLE_NAME = "generator.pt"
+STAGES = ("vae", "encode", "fp", "ddpm")
+
+
+@contextmanager
+def speed_settings(trainer: TrainerConfig):
+    """Apply the CPU speed settings (threads, oneDNN) for the duration of training."""
+    old_threads = torch.get_num_threads()
+    old_mkldnn = torch.backends.mkldnn.enabled
+    try:
+        if trainer.threads:
+            torch.set_num_threads(trainer.threads)
+        if trainer.mkldnn is not None:
+            torch.backends.mkldnn.enabled = trainer.mkldnn
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.backends.mkldnn.enabled = old_mkldnn
+
+
+def _save(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _load(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def fit_stage(
+    module: L.LightningModule,
+    train_loader: DataLoader,
+    val_loader: DataLoader | None,
+    *,
+    stage: str,
+    out_dir: Path,
+    max_steps: int,
+    val_every: int,
+    checkpoint_every: int,
+    trainer: TrainerConfig,
+    progress: bool,
+    callbacks: Sequence[Callback] = (),
+) -> L.Trainer:
+    """Fit one stage with Lightning, resuming from ``checkpoints/<stage>/last.ckpt`` when present.
+
+    Raises
+    ------
+    RuntimeError
+        When training was interrupted (the checkpoint stays for the next run).
+    """
+    ckpt_dir = out_dir / "checkpoints" / stage
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=checkpoint_every)
+    has_val = val_loader is not None and len(val_loader) > 0
+    accelerator = trainer.accelerator
+    if accelerator == "auto" and not torch.cuda.is_available():
+        accelerator = "cpu"
+    lt = L.Trainer(
+        accelerator=accelerator,
+        devices=trainer.devices if accelerator != "cpu" or trainer.devices != "auto" else 1,
+        num_nodes=trainer.num_nodes,
+        strategy=trainer.strategy,
+        precision=trainer.precision,
+        max_steps=max_steps,
+        max_epochs=-1,
+        val_check_interval=min(val_every, max_steps) if has_val else None,
+        check_val_every_n_epoch=None if has_val else 1,
+        limit_val_batches=None if has_val else 0,
+        num_sanity_val_steps=0,
+        callbacks=[checkpoint, *callbacks],
+        logger=CSVLogger(out_dir, name="logs", version=stage),
+        log_every_n_steps=max(1, min(25, max_steps // 10)),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        default_root_dir=out_dir,
+    )
+    last = ckpt_dir / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(does not have many workers|Experiment logs directory|exists and is not empty|isn't divisible|GPU available but not used|LeafSpec|smaller than the logging interval).*")
+        lt.fit(module, train_loader, val_loader if has_val else None, ckpt_path=str(last) if last.is_file() else None)
+    if lt.interrupted or lt.global_step < max_steps:
+        raise RuntimeError(f"training stage {stage} stopped at step {lt.global_step} of {max_steps}; run again to resume")
+    return lt
+
+
+def _device(trainer: TrainerConfig) -> torch.device:
+    if trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
+def encode_volumes(vae: VAE, volumes: Volumes, *, batch_size: int, device: torch.device, progress: bool, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and standard deviation ``(N, C, x, y, z)`` of every volume, in dataset order."""
+    vae = vae.to(device).eval()
+    mus, sigmas = [], []
+    loader = DataLoader(volumes, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    for grey in tqdm(loader, desc="encoding", disable=not progress, leave=False):
+        mu, logvar = vae.encode(grey.to(device))
+        mus.append(mu.float().cpu())
+        sigmas.append(torch.exp(0.5 * logvar).float().cpu())
+    return torch.cat(mus), torch.cat(sigmas)
+
+
+def _loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=min(batch_size, max(1, len(dataset))),
+        shuffle=shuffle,
+        drop_last=shuffle and len(dataset) > batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
+    record = {"config": config.model_dump(mode="json"), "n_samples": n_samples}
+    path = out_dir / "config.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != record:
+            raise InvalidInputError(
+                f"out: {out_dir} holds a training run with another config or dataset; choose a new folder or delete it"
+            )
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+
+
+def train_pipeline(
+    preset: str | os.PathLike[str] | TrainConfig,
+    *,
+    data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+    callbacks: dict[str, Sequence[Callback]] | None = None,
+) -> Path:
+    """Train the generator in stages and write its bundle.
+
+    Parameters
+    ----------
+    preset
+        Preset name (``tiny``, ``small``, ``paper-ch2``, ``paper-ch3``), a TOML file or a :class:`TrainConfig`.
+    data
+        HDF5 file, folder of ``*.h5`` files or glob, labelled with descriptors.
+    out_dir
+        Folder for checkpoints, logs, stage results and the bundle (created if needed).
+    overrides
+        Nested dict merged over the config (e.g. ``{"ddpm": {"max_steps": 5000}}``).
+    progress
+        Progress bars.
+    callbacks
+        Extra Lightning callbacks per stage name (``vae``, ``fp``, ``ddpm``).
+
+    Returns
+    -------
+    Path
+        The bundle file ``out_dir/generator.pt``.
+    """
+    config = load_config(preset, overrides)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = callbacks or {}
+    dataset = open_dataset(data)
+    table = sample_table(dataset)
+    check_attributes(table, config.data.conditions, "data.conditions")
+    attributes = feature_attributes(table, config.data.conditions, config.data.attributes)
+    check_attributes(table, attributes, "data.attributes")
+    volumes = Volumes(dataset)
+    n_phases = config.data.n_phases or infer_n_phases(dataset)
+    vae_config = config.vae.model.model_copy(update={"n_phases": n_phases})
+    try:
+        latent_shape = vae_config.latent_shape(dataset.volume_shape)
+    except ValueError as exc:
+        raise InvalidInputError(f"vae.model.widths: {exc}") from None
+    _check_out_dir(out_dir, config, len(table))
+    train_idx, val_idx = split_by_series(table["series"].to_numpy(), config.data.val_fraction, seed=config.data.seed)
+    if not logging.getLogger("lightning.pytorch").handlers or not progress:
+        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+            logging.getLogger(name).setLevel(logging.WARNING if progress else logging.ERROR)
+    L.seed_everything(config.data.seed, verbose=False)
+    tc = config.trainer
+    workers = tc.num_workers
+
+    with speed_settings(tc):
+        # 1. VAE
+        vae = VAE(vae_config)
+        vae_file = out_dir / "vae.pt"
+        if not vae_file.is_file():
+            module = VAEModule(vae, lr=config.vae.lr, weight_decay=config.vae.weight_decay, channels_last=tc.channels_last)
+            fit_stage(
+                module,
+                _loader(Subset(volumes, train_idx), config.vae.batch_size, True, workers),
+                _loader(Subset(volumes, val_idx), config.vae.batch_size, False, workers) if len(val_idx) else None,
+                stage="vae", out_dir=out_dir, max_steps=config.vae.max_steps, val_every=config.vae.val_every,
+                checkpoint_every=config.vae.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("vae", ()),
+            )
+            vae = module.vae.to(memory_format=torch.contiguous_format)
+            _save(vae.state_dict(), vae_file)
+        vae.load_state_dict(_load(vae_file))
+
+        # 2. encode the dataset
+        latent_file = out_dir / "latents.pt"
+        if not latent_file.is_file():
+            mu, sigma = encode_volumes(vae, volumes, batch_size=config.vae.batch_size, device=_device(tc), progress=progress, num_workers=workers)
+            _save({"mu": mu, "sigma": sigma}, latent_file)
+        encoded = _load(latent_file)
+        mu, sigma = encoded["mu"], encoded["sigma"]
+        latent_mean = mu[train_idx].mean(dim=(0, 2, 3, 4))
+        latent_std = mu[train_idx].std(dim=(0, 2, 3, 4)).clamp_min(1e-6)
+
+        # 3. feature predictor
+        targets = torch.tensor(table[attributes].to_numpy(dtype=np.float32))
+        fp = FeaturePredictor(config.fp.model, latent_shape, len(attributes))
+        fp.set_normalisation(targets[train_idx])
+        fp_file = out_dir / "fp.pt"
+        if not fp_file.is_file():
+            normalised = fp.normalise(targets)
+            module = FeaturePredictorModule(fp, latent_mean, latent_std, lr=config.fp.lr, weight_decay=config.fp.weight_decay)
+            fit_stage(
+                module,
+                _loader(TensorDataset(mu[train_idx], sigma[train_idx], normalised[train_idx]), config.fp.batch_size, True),
+                _loader(TensorDataset(mu[val_idx], sigma[val_idx], normalised[val_idx]), config.fp.batch_size, False) if len(val_idx) else None,
+                stage="fp", out_dir=out_dir, max_steps=config.fp.max_steps, val_every=config.fp.val_every,
+                checkpoint_every=config.fp.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("fp", ()),
+            )
+            _save(module.fp.state_dict(), fp_file)
+        fp.load_state_dict(_load(fp_file))
+
+        # 4. latent denoiser
+        conditions = torch.tensor(table[config.data.conditions].to_numpy(dtype=np.float64))
+        context_mean = conditions[train_idx].mean(dim=0)
+        context_std = conditions[train_idx].std(dim=0)
+        context_std = torch.where(context_std > 1e-12, context_std, torch.ones_like(context_std))
+        context = ((conditions - context_mean) / context_std).float()
+        unet = LatentUNet(config.ddpm.model, latent_shape[0], len(config.data.conditions))
+        ddpm_file = out_dir / "ddpm.pt"
+        if not ddpm_file.is_file():
+            module = DenoiserModule(
+                unet, config.ddpm.schedule, latent_mean, latent_std, lr=config.ddpm.lr, weight_decay=config.ddpm.weight_decay,
+                condition_dropout=config.ddpm.condition_dropout, ema_decay=config.ddpm.ema_decay,
+            )
+            fit_stage(
+                module,
+                _loader(TensorDataset(mu[train_idx], sigma[train_idx], context[train_idx]), config.ddpm.batch_size, True),
+                _loader(TensorDataset(mu[val_idx], sigma[val_idx], context[val_idx]), config.ddpm.batch_size, False) if len(val_idx) else None,
+                stage="ddpm", out_dir=out_dir, max_steps=config.ddpm.max_steps, val_every=config.ddpm.val_every,
+                checkpoint_every=config.ddpm.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("ddpm", ()),
+            )
+            _save(module.denoiser().state_dict(), ddpm_file)
+        unet.load_state_dict(_load(ddpm_file))
+
+    descriptor_table = table.copy()
+    bundle = make_bundle(
+        vae=vae, feature_predictor=fp, unet=unet, schedule=config.ddpm.schedule, volume_shape=dataset.volume_shape,
+        condition_names=config.data.conditions, attribute_names=attributes,
+        context_mean=context_mean, context_std=context_std, latent_mean=latent_mean, latent_std=latent_std,
+        descriptor_table=descriptor_table, training_config=config.model_dump(mode="json"),
+    )
+    return save_bundle(bundle, out_dir / BUNDLE_NAME)
+
+
+def stage_losses(out_dir: str | os.PathLike[str], stage: str) -> pd.DataFrame:
+    """The CSV log ``logs/<stage>/metrics.csv`` of a training run as a DataFrame."""
+    return pd.read_csv(Path(out_dir) / "logs" / stage / "metrics.csv")
