@@ -1,1 +1,1 @@
-"""physics."""
+"""Physics data engine: Cahn-Hilliard simulation, phase labels, dataset presets."""
