@@ -36,16 +36,25 @@ PERIODIC_ATTR = "descriptors_periodic"
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Defer SIGINT / SIGTERM (main thread only) until the block has finished."""
+    """Hold SIGINT / SIGTERM back until the block has finished, then deliver them.
+
+    Python handlers (not a thread signal mask, which would leave the worker
+    threads to receive a process-directed signal) record the signal; they run
+    in the main thread only. Outside the main thread this does nothing.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received: list[int] = []
     held = (signal.SIGINT, signal.SIGTERM)
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    previous = {sig: signal.signal(sig, lambda sig, frame: received.append(sig)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in received:
+            signal.raise_signal(sig)
 
 
 def _n_phases(f, names: list[str], path: Path) -> int:

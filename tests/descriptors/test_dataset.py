@@ -21,8 +21,8 @@ def _labels(seed: int, n_phases: int, shape=(10, 9, 8)) -> np.ndarray:
     return lab
 
 
-def _write(path, n_phases: int, n: int = 5) -> list[np.ndarray]:
-    volumes = [_labels(seed, n_phases) for seed in range(n)]
+def _write(path, n_phases: int, n: int = 5, shape=(10, 9, 8)) -> list[np.ndarray]:
+    volumes = [_labels(seed, n_phases, shape) for seed in range(n)]
     with h5py.File(path, "w") as f:
         f.attrs["n_phases"] = n_phases
         for i, lab in enumerate(volumes):
@@ -79,3 +79,31 @@ def test_bad_files(tmp_path):
         f.create_dataset("s", data=np.full((1, 4, 4, 4), np.nan, np.float32))
     with pytest.raises(FileFormatError, match="NaN"):
         describe_dataset(bad, progress=False)
+
+
+@pytest.mark.slow
+def test_terminated_run_leaves_a_readable_file_and_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "data.h5"
+    volumes = _write(path, 2, n=12, shape=(32, 32, 24))
+    written = os.stat(path).st_mtime_ns
+    child = subprocess.Popen([sys.executable, "-c", (
+        "from generator.descriptors import describe_dataset; "
+        f"describe_dataset({str(path)!r}, n_jobs=1, progress=False, batch_size=2)")])
+    deadline = time.monotonic() + 120
+    while os.stat(path).st_mtime_ns == written and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the first batch is being written
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == -signal.SIGTERM
+    with h5py.File(path, "r") as f:  # never corrupted: SIGTERM is held back while attributes are written
+        done = sum(all(k in f[name].attrs for k in descriptor_names(2)) for name in f)
+    assert 0 < done < len(volumes)
+    assert describe_dataset(path, n_jobs=2, progress=False) == len(volumes) - done
+    with h5py.File(path, "r") as f:
+        for i, lab in enumerate(volumes):
+            assert f[f"sample_{i:03d}"].attrs["CT_f_D_tort1"] == compute(lab)["CT_f_D_tort1"]
