@@ -18,7 +18,9 @@ are buffers of its state dict). The denoiser and the feature predictor work on
 decoder gets them back in VAE units, ``state_dicts`` (``vae``, ``feature_predictor``,
 ``unet``) and ``descriptor_table`` (``columns`` and a float64 ``values`` tensor
 ``(N, M)``: every descriptor and recipe attribute of every training sample,
-plus ``series``).
+plus ``series``). Optional: ``simulation`` (``{"preset", "n_phases",
+"ch_parameters"}``, how the training data was simulated, from the dataset's root
+attributes; ``None`` for other data), used to verify recipes by simulation.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def make_bundle(
     latent_std: torch.Tensor,
     descriptor_table: pd.DataFrame,
     training_config: Mapping[str, Any] | None = None,
+    simulation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the bundle dictionary (see module docstring) from trained networks."""
     latent_shape = vae.config.latent_shape(tuple(volume_shape))
@@ -114,6 +117,7 @@ def make_bundle(
             for name, net in zip(_NETWORKS, (vae, feature_predictor, unet))
         },
         "descriptor_table": table_to_tensor(descriptor_table),
+        "simulation": dict(simulation) if simulation else None,
     }
 
 

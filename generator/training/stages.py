@@ -32,6 +32,7 @@ from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, LatentUNet
 from generator.training.config import TrainConfig, TrainerConfig, load_config
 from generator.data.dataset import split_by_series
+from generator.data.hdf5 import simulation_record
 from generator.training.data import Volumes, check_attributes, feature_attributes, infer_n_phases, open_dataset, sample_table
 from generator.training.modules import DenoiserModule, FeaturePredictorModule, VAEModule
 
@@ -293,6 +294,7 @@ def train_pipeline(
         condition_names=config.data.conditions, attribute_names=attributes,
         context_mean=context_mean, context_std=context_std, latent_mean=latent_mean, latent_std=latent_std,
         descriptor_table=descriptor_table, training_config=config.model_dump(mode="json"),
+        simulation=simulation_record(dataset.files),
     )
     return save_bundle(bundle, out_dir / BUNDLE_NAME)
 
