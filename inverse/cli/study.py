@@ -48,12 +48,18 @@ def run(
     samples: Annotated[int | None, typer.Option("--samples", min=1, help="Override samples per trial.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the recipe table to print.")] = 10,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    verify: Annotated[int, typer.Option("--verify", metavar="K", help="Then simulate the top K recipes (microdesign verify); 0: off.")] = 0,
+    verify_seeds: Annotated[int, typer.Option("--verify-seeds", help="Simulations per verified recipe.")] = 4,
+    verify_preset: Annotated[str | None, typer.Option("--verify-preset", help="Dataset preset to verify with (MicroGen3D weights).")] = None,
 ) -> None:
-    """Run or resume a study, then print its ranked recipes."""
+    """Run or resume a study, then print its ranked recipes (and verify the top ones by simulation with --verify)."""
+    from generator.errors import InvalidInputError
     from inverse.recipes import study_recipes
     from inverse.search import run_study
     from inverse.spec import load_spec
 
+    if verify < 0 or verify_seeds < 1:
+        raise InvalidInputError(f"verify: need K >= 0 and --verify-seeds >= 1, got {verify} and {verify_seeds}")
     study_spec = load_spec(spec, generator=model, sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
     study = run_study(study_spec, n_trials=n_trials, progress=progress)
     table = study_recipes(study)
@@ -61,6 +67,13 @@ def run(
     print(f"study {study.study_name}: {n_done} complete trials, {len(table)} measured")
     if len(table):
         _print_recipes(table, title=f"ranked recipes of {study.study_name}", top=top)
+    if verify and len(table):
+        from inverse.cli.verify import run_verification
+        from inverse.storage import default_storage_url
+
+        run_verification(study, storage_url=study_spec.storage or default_storage_url(study_spec.name), top_k=verify,
+                         seeds=verify_seeds, seed=None, model=model, kind=None, preset=verify_preset, max_steps=None,
+                         store=True, progress=progress)
 
 
 @study_app.command("report")

@@ -1,3 +1,129 @@
-"""``microdesign verify``: not implemented yet."""
+"""``microdesign verify``: re-run the top recipes of a study with the physics simulator."""
 
-from inverse.cli._app import app  # noqa: F401
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from inverse.cli._app import app
+
+if TYPE_CHECKING:
+    import optuna
+
+    from inverse.spec import Target
+    from inverse.verify import VerificationReport
+
+
+def _target_text(target: Target | None) -> str:
+    """``0.5 ± 0.02``, ``≥ 0.85``, ``≤ 1.4``, ``[0.45, 0.5]`` or ``-`` (objectives)."""
+    if target is None:
+        return "-"
+    if target.equal is not None:
+        return f"{target.equal:.4g} ± {target.tolerance:.2g}"
+    if target.at_least is not None and target.at_most is not None:
+        return f"[{target.at_least:.4g}, {target.at_most:.4g}]"
+    return f"≥ {target.at_least:.4g}" if target.at_least is not None else f"≤ {target.at_most:.4g}"
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    if mean is None or mean != mean:
+        return "n/a"
+    return f"{mean:.4g} ± {std:.2g}" if std is not None and std == std else f"{mean:.4g}"
+
+
+def _yes(flag: bool) -> str:
+    return "[green]yes[/]" if flag else "[red]no[/]"
+
+
+def print_report(report: VerificationReport) -> None:
+    """Print one rich table per verified recipe and a summary table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    settings = report.settings
+    console.print(
+        f"verified {len(report.results)} recipe(s) of study [bold]{report.study_name}[/] with the Cahn-Hilliard simulator "
+        f"(preset {settings.preset or '?'} from the {settings.source}, grid {list(settings.ch.shape)}, dt {settings.ch.dt:g}, "
+        f"{settings.n_phases} phases, {len(report.results[0].seeds)} seeds)"
+    )
+    for r in report.results:
+        notes = []
+        if r.below_spinodal:
+            notes.append("chi below the spinodal: no phase separation")
+        if r.outside_training:
+            notes.append(f"outside the training range: {', '.join(r.outside_training)}")
+        title = (
+            f"rank {r.rank} · trial {r.trial} · φ={r.recipe['phi']:.3f} χ={r.recipe['chi']:.3f} "
+            f"log t={r.recipe['log_time']:.3f} (t={r.time:.4g}, {r.steps} steps)"
+        )
+        table = Table(title=title, caption="; ".join(notes) or None, title_justify="left")
+        for column in ("descriptor", "target", "generated", "simulated", "|gen - sim|", "simulated meets"):
+            table.add_column(column, justify="left" if column == "descriptor" else "right")
+        sim_mean, sim_std = r.simulated_mean, r.simulated_std
+        for name in report.descriptor_names:
+            target = report.spec.targets.get(name)
+            gen, sim = r.generated_mean.get(name), sim_mean.get(name)
+            diff = abs(gen - sim) if gen is not None and sim is not None else float("nan")
+            met = "-" if target is None else _yes(r.target_distance.get(name, float("inf")) == 0.0)
+            table.add_row(name, _target_text(target), _mean_std(gen, r.generated_std.get(name)), _mean_std(sim, sim_std.get(name)),
+                          f"{diff:.3g}", met)
+        console.print(table)
+    summary = Table(title="summary", title_justify="left")
+    for column in ("rank", "trial", "φ", "χ", "log t", "generated score", "simulated score", "generated meets", "simulated meets", "runs meeting"):
+        summary.add_column(column, justify="right")
+    for r in report.results:
+        summary.add_row(
+            str(r.rank), str(r.trial), f"{r.recipe['phi']:.3f}", f"{r.recipe['chi']:.3f}", f"{r.recipe['log_time']:.3f}",
+            f"{r.generated_score:.3g}", f"{r.score:.3g}", _yes(r.generated_meets_targets), _yes(r.meets_targets),
+            f"{round(r.fraction_meeting * len(r.seeds))}/{len(r.seeds)}",
+        )
+    console.print(summary)
+
+
+def run_verification(study: optuna.Study, *, storage_url: str | None, top_k: int, seeds: int, seed: int | None, model: str | None,
+                     kind: str | None, preset: str | None, max_steps: int | None, store: bool, progress: bool,
+                     device: str | None = None) -> VerificationReport:
+    """Verify a loaded study, print the report and say where it was stored (shared with ``study run --verify``)."""
+    from inverse.verify import DEFAULT_SEED, VERIFICATION_ATTR, verify_study
+
+    report = verify_study(
+        study, top_k=top_k, n_seeds=seeds, seed=DEFAULT_SEED if seed is None else seed, model=model, kind=kind, preset=preset, storage_url=storage_url,
+        store=store, max_steps=max_steps, device=device, progress=progress,
+    )
+    print_report(report)
+    if store:
+        print(f"stored in the study's user attribute {VERIFICATION_ATTR!r}")
+    return report
+
+
+@app.command("verify")
+def verify(
+    study: Annotated[str, typer.Argument(help="Study name.")],
+    storage: Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL (default: sqlite:///runs/STUDY.db).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Best-ranked recipes to verify.")] = 3,
+    seeds: Annotated[int, typer.Option("--seeds", help="Simulations (noise seeds) per recipe.")] = 4,
+    seed: Annotated[int | None, typer.Option("--seed", help="First noise seed (default 100000).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Generator whose training data to match (default: the study's).")] = None,
+    kind: Annotated[str | None, typer.Option(help="For a MicroGen3D folder: CH_2phase, CH_3phase.")] = None,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", help="Dataset preset (tiny, small, paper or .toml) to simulate with; needed for MicroGen3D weights.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Largest time steps per run (default: 10x the training runs').")] = None,
+    store: Annotated[bool, typer.Option("--store/--no-store", help="Write the results into the study.")] = True,
+    device: Annotated[str | None, typer.Option(help="Torch device of the simulator (default cpu).")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Simulate the top-k recipes of a study and check that the simulated microstructures meet its targets."""
+    from generator.errors import InvalidInputError
+    from inverse.verify import load_study
+
+    if top_k < 1:
+        raise InvalidInputError(f"top-k: must be >= 1, got {top_k}")
+    if seeds < 1:
+        raise InvalidInputError(f"seeds: must be >= 1, got {seeds}")
+    if max_steps is not None and max_steps < 1:
+        raise InvalidInputError(f"max-steps: must be >= 1, got {max_steps}")
+    loaded, url = load_study(study, storage)
+    run_verification(loaded, storage_url=url, top_k=top_k, seeds=seeds, seed=seed, model=model, kind=kind, preset=preset,
+                     max_steps=max_steps, store=store, progress=progress, device=device)
