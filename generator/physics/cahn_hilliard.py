@@ -287,13 +287,13 @@ def simulate(params: CHParameters, phi0: Sequence[float], chi: Sequence[float], 
 
     phi = torch.as_tensor(initial_fields(phi0_arr, seeds, params), dtype=dtype, device=device)
     chi_t = torch.as_tensor(chi_arr, dtype=dtype, device=device).reshape(bshape)
+
     k2 = _wavenumbers_squared(params.shape, params.dx, dtype, device)
     dt_m_k2 = params.dt * params.mobility * k2
     implicit = 1 + 2 * params.kappa * dt_m_k2 * k2
     phi_hat = torch.fft.rfftn(phi, dim=dims)
     snapshot_steps = params.snapshot_steps()
     schedule = {int(s): i for i, s in enumerate(snapshot_steps)}
-
     with torch.inference_mode(), tqdm(total=params.steps, desc="Cahn-Hilliard", unit="step", disable=not progress, leave=False) as bar:
         for step in range(1, params.steps + 1):
             stab = dt_m_k2 * (0.5 * _curvature_bound(phi, chi_t, params.n_a, params.n_b))

@@ -79,7 +79,7 @@ def mixed_band_half_width(field: np.ndarray, *, band_fraction: float = 1.0 / 3.0
     width = band_fraction * (hi - lo) / 2.0
     distance = np.abs(values - THRESHOLD)
     if np.mean(distance < width) > max_mixed_fraction:
-        width = float(np.quantile(distance, max_mixed_fraction))
+        width = float(np.quantile(distance, max_mixed_fraction, method="lower"))
     return float(width)
 
 
@@ -101,7 +101,7 @@ def label_three_phase(field: np.ndarray, *, band_fraction: float = 1.0 / 3.0, ma
     field = np.asarray(field)
     width = mixed_band_half_width(field, band_fraction=band_fraction, max_mixed_fraction=max_mixed_fraction)
     labels = label_two_phase(field)
-    labels[np.abs(field - THRESHOLD) < width] = MIXED
+    labels[np.abs(field.astype(np.float64) - THRESHOLD) < width] = MIXED
     return labels
 
 

@@ -137,4 +137,5 @@ def load_preset(preset: str | os.PathLike[str] | DatasetPreset, **overrides: Any
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ())) or "preset"
-        raise InvalidInputError(f"preset {data.get('name', '?')}: {loc}: {first.get('msg', 'invalid value')}") from None
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise InvalidInputError(f"preset {data.get('name', '?')}: {loc}: {message}") from None

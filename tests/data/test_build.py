@@ -1,0 +1,176 @@
+"""Dataset building: HDF5 layout, three-phase labels, resumability and kill safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from generator.data.build import simulate_dataset
+from generator.data.hdf5 import finished_series, read_root_attributes
+from generator.errors import FileFormatError, InvalidInputError
+from generator.physics.presets import load_preset
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _mini(**kw):
+    """A fast preset: 16x16x8, 6 series, 5 snapshots, one series per batch."""
+    base = dict(design="grid", phi0_range=(0.4, 0.6), chi_range=(2.9, 3.3), n_phi0=3, n_chi=2, batch_size=1,
+                ch={"shape": (16, 16, 8), "dt": 0.1, "steps": 150, "n_snapshots": 5, "first_snapshot_time": 8.0})
+    base.update(kw)
+    return load_preset("tiny", **base)
+
+
+def _contents(path: Path) -> dict[str, tuple[np.ndarray, dict]]:
+    with h5py.File(path) as h5:
+        return {name: (ds[()], dict(ds.attrs)) for name, ds in h5.items()}
+
+
+def test_tiny_preset_layout(tmp_path):
+    out = simulate_dataset("tiny", tmp_path / "new" / "tiny.h5", progress=False)
+    root = read_root_attributes(out)
+    preset = load_preset("tiny")
+    assert root["format"] == "microdesign-ch" and root["format_version"] == 1
+    assert root["n_phases"] == 2 and root["preset"] == "tiny" and root["complete"] is True
+    assert root["volume_shape"] == [32, 32, 16] and root["n_series"] == preset.total_series
+    assert root["ch_parameters"]["kappa"] == preset.ch.kappa
+    n_snap = len(preset.ch.snapshot_steps())
+    assert finished_series(out) == {i: n_snap for i in range(preset.total_series)}
+    phi0, chi, _ = preset.series_parameters()
+    with h5py.File(out) as h5:
+        for name, ds in h5.items():
+            assert ds.shape == (1, 32, 32, 16) and ds.dtype == np.float32
+            assert set(np.unique(ds[()])) == {0.0, 1.0}
+            s = int(ds.attrs["series"])
+            assert name == f"s{s:05d}_t{int(ds.attrs['snapshot']):04d}"
+            assert ds.attrs["phi"] == pytest.approx(phi0[s]) and ds.attrs["chi"] == pytest.approx(chi[s])
+            assert ds.attrs["log_time"] == pytest.approx(np.log10(ds.attrs["time"]))
+            # grey 0.0 is donor = high local donor fraction: donor fraction tracks phi0
+            if ds.attrs["snapshot"] == n_snap - 1:
+                assert np.mean(ds[()] == 0.0) == pytest.approx(phi0[s], abs=0.08)
+
+
+def test_three_phase_labels_from_the_same_fields(tmp_path):
+    two = _contents(simulate_dataset(_mini(), tmp_path / "two.h5", progress=False))
+    three = _contents(simulate_dataset(_mini(), tmp_path / "three.h5", n_phases=3, progress=False))
+    assert read_root_attributes(tmp_path / "three.h5")["n_phases"] == 3
+    assert two.keys() == three.keys()
+    for name, (grey3, _) in three.items():
+        grey2 = two[name][0]
+        mixed = grey3 == 0.5
+        assert set(np.unique(grey3)) <= {0.0, 0.5, 1.0} and 0 < mixed.mean() <= 0.3 + 1e-6
+        np.testing.assert_array_equal(grey3[~mixed], grey2[~mixed])
+
+
+def test_resume_after_an_interruption_gives_the_same_file(tmp_path, monkeypatch):
+    import generator.data.build as build
+
+    full = _contents(simulate_dataset(_mini(), tmp_path / "full.h5", progress=False))
+    real = build.simulate
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        yield from real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "simulate", flaky)
+    out = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        simulate_dataset(_mini(), out, progress=False)
+    assert finished_series(out) == {0: 5, 1: 5}  # whole series only
+    assert read_root_attributes(out)["complete"] is False
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.setattr(build, "simulate", real)
+    simulate_dataset(_mini(batch_size=4), out, progress=False)  # another batch size may resume
+    resumed = _contents(out)
+    assert resumed.keys() == full.keys()
+    for name in full:
+        np.testing.assert_array_equal(resumed[name][0], full[name][0])
+    assert read_root_attributes(out)["complete"] is True
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_moment_leaves_a_readable_file_of_whole_series(tmp_path):
+    preset = _mini(n_phi0=4, n_chi=3, ch={"shape": (24, 24, 12), "dt": 0.1, "steps": 100, "n_snapshots": 40, "first_snapshot_time": 0.5})
+    toml = tmp_path / "kill.toml"
+    toml.write_text(_to_toml(preset))
+    out = tmp_path / "kill.h5"
+    script = f"from generator.data.build import simulate_dataset; simulate_dataset({str(toml)!r}, {str(out)!r}, progress=False)"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    seen_counts, killed_mid_batch = [], []
+    for delay in (0.0, 0.37, 0.81):
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env)
+        before = finished_series(out) if out.exists() else {}
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:  # wait for one more committed series
+            if out.exists() and len(finished_series(out)) > len(before):
+                break
+            time.sleep(0.05)
+        time.sleep(delay)  # then kill somewhere inside the next batch
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        counts = finished_series(out)
+        assert counts and set(counts.values()) == {40}  # readable, whole series only
+        seen_counts.append(len(counts))
+        killed_mid_batch.append(any(tmp_path.glob(".kill.h5.*")))  # a half-written batch file was left
+    assert seen_counts == sorted(seen_counts) and seen_counts[-1] < preset.total_series
+    assert any(killed_mid_batch)
+    simulate_dataset(toml, out, progress=False)  # resumes, and removes the killed runs' temp files
+    assert finished_series(out) == {i: 40 for i in range(preset.total_series)}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _to_toml(preset) -> str:
+    data = preset.model_dump(mode="json", exclude_none=True)
+    ch = data.pop("ch")
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()] + ["[ch]"] + [f"{k} = {_toml_value(v)}" for k, v in ch.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def test_existing_file_of_another_preset_and_overwrite(tmp_path):
+    out = simulate_dataset(_mini(), tmp_path / "a.h5", progress=False)
+    with pytest.raises(InvalidInputError, match="another preset or number of phases.*--overwrite"):
+        simulate_dataset(_mini(), out, n_phases=3, progress=False)
+    simulate_dataset(_mini(), out, n_phases=3, progress=False, overwrite=True)
+    assert read_root_attributes(out)["n_phases"] == 3
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as h5:
+        h5["x"] = np.zeros(3)
+    with pytest.raises(FileFormatError, match="not a microdesign dataset"):
+        simulate_dataset(_mini(), foreign, progress=False)
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5")
+    with pytest.raises(FileFormatError, match="not a readable HDF5 file"):
+        simulate_dataset(_mini(), garbage, progress=False)
+
+
+def test_bad_output_paths_leave_nothing(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(FileFormatError, match="cannot create folder"):
+        simulate_dataset(_mini(), blocker / "sub" / "x.h5", progress=False)
+    with pytest.raises(FileFormatError, match="is a folder"):
+        simulate_dataset(_mini(), tmp_path, progress=False)
+    with pytest.raises(InvalidInputError, match="n_phases must be 2 or 3"):
+        simulate_dataset(_mini(), tmp_path / "x.h5", n_phases=4, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
