@@ -1,0 +1,79 @@
+"""``microdesign simulate``: the README command, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+import pytest
+
+from inverse.cli import main
+
+
+def _microdesign(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["microdesign", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+FAST = ("--grid", "16x16x8", "--steps", "120", "--quiet")
+
+
+def test_readme_command_creates_the_runs_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _microdesign(monkeypatch, capsys, "simulate", "--preset", "tiny", "--out", "runs/tiny.h5", *FAST)
+    assert code == 0
+    assert "runs/tiny.h5: 4 series" in out
+    with h5py.File(tmp_path / "runs" / "tiny.h5") as h5:
+        assert h5.attrs["n_phases"] == 2 and len(h5) == 16
+    code, out, _ = _microdesign(monkeypatch, capsys, "simulate", "--out", "runs/tiny.h5", *FAST)  # resumes: nothing to do
+    assert code == 0 and "4 series, 16 snapshots" in out
+    code, _, _ = _microdesign(monkeypatch, capsys, "simulate", "--out", "runs/tiny.h5", "--phases", "3", "--overwrite", *FAST)
+    with h5py.File(tmp_path / "runs" / "tiny.h5") as h5:
+        assert code == 0 and h5.attrs["n_phases"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--steps", "-5"), "ch.steps: Input should be greater than or equal to 1"),
+        (("--phi0", "0.2,1.3"), "phi0_range: phi0 must lie in (0, 1)"),
+        (("--phi0", "0"), "phi0_range: phi0 must lie in (0, 1)"),
+        (("--preset", "huge"), "unknown preset 'huge'"),
+        (("--phases", "4"), "--phases must be 2 or 3"),
+        (("--grid", "16x16x8x2"), "--grid takes XxYxZ"),
+        (("--device", "tpu"), "--device must be cpu or cuda"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_no_file(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _microdesign(monkeypatch, capsys, "simulate", "--out", "runs/x.h5", "--quiet", *args)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_path(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    code, _, err = _microdesign(monkeypatch, capsys, "simulate", "--out", str(blocker / "x.h5"), *FAST)
+    assert code == 2 and err.startswith("error: cannot create folder") and err.count("\n") == 1
+    code, _, err = _microdesign(monkeypatch, capsys, "simulate", "--out", str(tmp_path), *FAST)
+    assert code == 2 and "is a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder"]
+
+
+def test_preset_toml_file_and_the_console_script(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nphi0_range = [0.5, 1.5]\n[ch]\nshape = [16, 16, 8]\n')
+    proc = subprocess.run(["microdesign", "simulate", "--preset", str(bad), "--out", str(tmp_path / "x.h5")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: preset bad: phi0_range: phi0 must lie in (0, 1), got [0.5, 1.5]"
+    assert not (tmp_path / "x.h5").exists()
