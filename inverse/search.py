@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping
@@ -37,12 +38,40 @@ from generator.errors import InvalidInputError
 from inverse import evaluation, feasibility, storage as storage_mod
 from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
 
+class _DropGreenletNotice(logging.Filter):
+    """Optuna's GPSampler notes on every study that ``greenlet`` is missing; it only costs speed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "greenlet" not in record.getMessage()
+
+
+for _handler in logging.getLogger("optuna").handlers:
+    _handler.addFilter(_DropGreenletNotice())
+
 #: User attribute ``status`` values.
 MEASURED, INFEASIBLE, FAILED = "measured", "infeasible", "failed"
 
 
 # ----------------------------------------------------------------------------- samplers
 
+def _single_threaded(func):  # noqa: ANN001, ANN202
+    """Run a BoTorch candidates function on one torch thread (GPs on tens of points: threads only add overhead)."""
+
+    @functools.wraps(func)
+    def wrapper(*args):  # noqa: ANN002, ANN202
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return func(*args)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@_single_threaded
 def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # noqa: ANN001, ANN202
     """BoTorch qLogNEI with outcome constraints (single objective), for :class:`BoTorchSampler`."""
     import torch
@@ -68,12 +97,12 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # no
     model = SingleTaskGP(x, train_y, outcome_transform=Standardize(m=train_y.size(-1)))
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     acqf = qLogNoisyExpectedImprovement(
-        model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([128])), X_pending=pending,
+        model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([64])), X_pending=pending,
         prune_baseline=True, **kwargs,
     )
     unit = torch.zeros_like(bounds)
     unit[1] = 1
-    candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=8, raw_samples=256, options={"batch_limit": 8, "maxiter": 100})
+    candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=4, raw_samples=128, options={"batch_limit": 4, "maxiter": 60})
     return unnormalize(candidates.detach(), bounds=bounds)
 
 
@@ -100,7 +129,7 @@ def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trial
         from optuna_integration import BoTorchSampler
         from optuna_integration.botorch import qnehvi_candidates_func
 
-        candidates = _qlognei_candidates if n_objectives == 1 else qnehvi_candidates_func
+        candidates = _qlognei_candidates if n_objectives == 1 else _single_threaded(qnehvi_candidates_func)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return BoTorchSampler(candidates_func=candidates, n_startup_trials=n_startup_trials, seed=seed, independent_sampler=startup)
@@ -323,7 +352,7 @@ def run_study(
     runs_dir: str | Path = storage_mod.RUNS_DIR,
     heartbeat_interval: int = storage_mod.HEARTBEAT_INTERVAL,
     grace_period: int = storage_mod.GRACE_PERIOD,
-    n_jobs: int | None = None,
+    n_jobs: int | None = 1,
 ) -> optuna.Study:
     """Run (or resume) a study until it holds ``n_trials`` complete trials.
 
@@ -343,7 +372,7 @@ def run_study(
     heartbeat_interval, grace_period
         Seconds between heartbeats, and without one before a RUNNING trial counts as dead.
     n_jobs
-        Processes for descriptor computation.
+        Threads for descriptor computation (1: the generator's torch threads already use the cores).
 
     Returns
     -------
@@ -352,29 +381,29 @@ def run_study(
     """
     plan = plan_study(spec, generator)
     url = storage or spec.storage or storage_mod.default_storage_url(spec.name, runs_dir)
-    rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-    sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials)
-    study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler, load_if_exists=True)
-    if [d.name.lower() for d in study.directions] != plan.directions:
-        raise InvalidInputError(f"name: study {spec.name!r} already exists in {url} with other objectives")
-    storage_mod.fail_stale_trials(study)
-    study.set_user_attr("spec", json.loads(spec.model_dump_json()))
-    study.set_user_attr("condition_names", list(plan.resolved.condition_names))
-    study.set_user_attr("descriptor_scales", plan.scales)
-    study.set_user_attr("feasible_fraction", plan.feasible_fraction)
-    store = storage_mod.artifact_store(spec.name, url, runs_dir)
-    remaining = (n_trials or spec.n_trials) - n_finished(study)
-    if remaining > 0:
-        verbosity = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+            sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials)
+            study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler, load_if_exists=True)
+            if [d.name.lower() for d in study.directions] != plan.directions:
+                raise InvalidInputError(f"name: study {spec.name!r} already exists in {url} with other objectives")
+            storage_mod.fail_stale_trials(study)
+            study.set_user_attr("spec", json.loads(spec.model_dump_json()))
+            study.set_user_attr("condition_names", list(plan.resolved.condition_names))
+            study.set_user_attr("descriptor_scales", plan.scales)
+            study.set_user_attr("feasible_fraction", plan.feasible_fraction)
+            store = storage_mod.artifact_store(spec.name, url, runs_dir)
+            remaining = (n_trials or spec.n_trials) - n_finished(study)
+            if remaining > 0:
                 study.optimize(
                     make_objective(plan, store, n_jobs=n_jobs), n_trials=remaining,
                     catch=(evaluation.GenerationFailed,), show_progress_bar=progress, gc_after_trial=False,
                 )
-        finally:
-            optuna.logging.set_verbosity(verbosity)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return study
 

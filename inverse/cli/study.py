@@ -16,17 +16,22 @@ StorageOption = Annotated[str | None, typer.Option("--storage", help="SQLAlchemy
 
 
 def _print_recipes(table, *, title: str, top: int) -> None:  # noqa: ANN001
-    """Print the first ``top`` rows of a ranked recipe table with rich."""
+    """Print the first ``top`` rows of a ranked recipe table with rich (the CSV has every column)."""
     from rich.console import Console
     from rich.table import Table
 
-    shown = [c for c in table.columns if c not in {"artifact_id"}]
-    out = Table(title=title, show_lines=False)
-    for column in shown:
+    out = Table(title=title)
+    for column in ("rank", "trial", "meets", "mismatch", "uncert."):
         out.add_column(column, justify="right")
+    recipes = [n for n in ("phi", "chi", "log_time") if f"{n}_mean" in table.columns]
+    measured = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean") and c.removesuffix("_mean") not in recipes]
+    for name in recipes + measured:
+        out.add_column(name, justify="right")
     for _, row in table.head(top).iterrows():
-        out.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row[shown]])
-    Console(width=max(120, 11 * len(shown))).print(out)
+        cells = [str(row["rank"]), str(row["trial"]), "yes" if row["meets_targets"] else "no", f"{row['mismatch']:.3g}", f"{row['uncertainty']:.3g}"]
+        cells += [f"{row[f'{n}_mean']:.3g} ± {row[f'{n}_std']:.2g}" for n in recipes + measured]
+        out.add_row(*cells)
+    Console(width=160).print(out)
 
 
 def _write_csv(table, path: Path) -> None:  # noqa: ANN001

@@ -1,0 +1,181 @@
+"""The search loop: samplers on an analytic objective; whole studies on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+from optuna.artifacts import download_artifact
+
+from generator.errors import InvalidInputError
+from inverse import storage as storage_mod
+from inverse.evaluation import score, target_distances
+from inverse.search import INFEASIBLE, MEASURED, make_sampler, plan_study, run_study
+from inverse.spec import parse_spec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _constrained_quadratic(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    y = trial.suggest_float("y", 0.0, 1.0)
+    trial.set_constraint("feasibility", x + y - 1.2)  # the optimum (0.7, 0.4) sits on the boundary's good side
+    return (x - 0.7) ** 2 + (y - 0.4) ** 2
+
+
+@pytest.mark.parametrize("name", ["random", "tpe", pytest.param("gp", marks=pytest.mark.slow), pytest.param("botorch", marks=pytest.mark.slow)])
+def test_samplers_minimise_a_constrained_quadratic(name):
+    sampler = make_sampler(name, seed=0, n_startup_trials=4)
+    study = optuna.create_study(sampler=sampler)
+    model_based = name in {"gp", "botorch"}
+    study.optimize(_constrained_quadratic, n_trials=8 if model_based else 30)
+    feasible = [t for t in study.trials if all(v <= 0 for v in t.constraints.values())]
+    assert min(t.value for t in feasible) < 0.05
+    if model_based:
+        # after the 4 start-up trials the model's proposals are mostly feasible (it learnt the constraint)
+        late = study.trials[4:]
+        assert sum(all(v <= 0 for v in t.constraints.values()) for t in late) >= len(late) // 2
+
+
+def test_unknown_sampler_is_a_user_error():
+    with pytest.raises(InvalidInputError, match="^sampler"):
+        make_sampler("cmaes", seed=0)
+
+
+# ----------------------------------------------------------------------------- tiny model
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_bundle):
+    from generator.checkpoint import load_generator
+
+    return load_generator(tiny_bundle)
+
+
+def _spec(tiny_bundle, **fields):
+    data = {
+        "name": "t",
+        "generator": str(tiny_bundle),
+        "sampler": "tpe",
+        "n_trials": 4,
+        "n_startup_trials": 2,
+        "samples_per_trial": 2,
+        "targets": {"ABS_f_D": {"at_least": 0.45, "at_most": 0.5}, "CT_f_D_tort1": {"at_least": 0.5}},
+        "generation": {"steps": 3},
+        **fields,
+    }
+    return parse_spec(data)
+
+
+@pytest.mark.slow
+def test_study_measures_scores_stores_and_resumes(tiny_bundle, tiny_generator, tmp_path):
+    from generator.descriptors import compute_batch
+
+    spec = _spec(tiny_bundle)
+    study = run_study(spec, generator=tiny_generator, runs_dir=tmp_path, progress=False)
+    assert (tmp_path / "t.db").is_file()
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 4
+    measured = [t for t in trials if t.user_attrs["status"] == MEASURED]
+    assert measured, "no proposal of the tiny model's box was feasible"
+    scales = study.user_attrs["descriptor_scales"]
+    store = storage_mod.artifact_store("t", storage_mod.default_storage_url("t", tmp_path), tmp_path)
+    for t in measured:
+        a = t.user_attrs
+        json.dumps(a)  # the schema is plain JSON
+        assert set(a["conditions"]) == set(tiny_generator.condition_names)
+        assert a["feasibility"]["feasible"] and a["feasibility"]["t2"] <= a["feasibility"]["t2_limit"]
+        # the artifact holds the trial's volumes; their measured descriptors are the stored means
+        path = tmp_path / f"{t.number}.npz"
+        download_artifact(artifact_store=store, file_path=str(path), artifact_id=a["artifact_id"])
+        with np.load(path) as npz:
+            labels = npz["labels"]
+        assert labels.shape == (2, *tiny_generator.volume_shape) and labels.dtype == np.uint8
+        recomputed = pd.DataFrame(compute_batch(list(labels), n_jobs=1)).mean()
+        for name in ("ABS_f_D", "CT_f_D_tort1", "STAT_e"):
+            assert a["measured_mean"][name] == pytest.approx(recomputed[name])
+        assert set(a["recipe_mean"]) == set(tiny_generator.recipe_names)
+        expected = score(target_distances(a["measured_mean"], spec.targets, scales))
+        assert a["score"] == pytest.approx(expected) and t.values[0] == pytest.approx(expected)
+        assert a["meets_targets"] == (expected == 0.0)
+    for t in trials:
+        if t.user_attrs["status"] == INFEASIBLE:
+            assert t.constraints["feasibility"] > 0 and "artifact_id" not in t.user_attrs and "seed" not in t.user_attrs
+    # resuming runs only the missing trials and keeps the old ones
+    before = {t.number: t.values for t in trials}
+    study = run_study(spec, generator=tiny_generator, runs_dir=tmp_path, n_trials=6, progress=False)
+    after = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(after) == 6
+    assert {t.number: t.values for t in after if t.number in before} == before
+
+
+@pytest.mark.slow
+def test_nan_generator_output_fails_the_trial_and_the_study_goes_on(tiny_bundle, tiny_generator, tmp_path, monkeypatch):
+    monkeypatch.setattr(tiny_generator, "denoiser", lambda x, t, c: torch.full_like(x, float("nan")))
+    spec = _spec(tiny_bundle, name="nan", n_trials=3, sampler="random")
+    study = run_study(spec, generator=tiny_generator, runs_dir=tmp_path, progress=False)
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert failed, "every proposal was infeasible"
+    assert all("non-finite" in t.user_attrs["failure"] for t in failed)
+    assert len(study.trials) >= 3  # it went on after the failures
+
+
+def test_infeasible_search_space_is_rejected_before_anything_is_written(tiny_bundle, tiny_generator, tmp_path):
+    spec = _spec(tiny_bundle, search={"ABS_f_D": [0.9, 0.95], "CT_f_D_tort1": [0.0, 0.05], "CT_f_A_tort1": [0.95, 1.0]})
+    with pytest.raises(InvalidInputError, match="^search: no point"):
+        run_study(spec, generator=tiny_generator, runs_dir=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+    plan = plan_study(_spec(tiny_bundle), tiny_generator)
+    assert 0 < plan.feasible_fraction <= 1 and plan.directions == ["minimize"]
+
+
+@pytest.mark.slow
+def test_sigkill_loses_no_complete_trial_and_running_ones_fail_on_resume(tiny_bundle, tiny_generator, tmp_path):
+    spec_path = tmp_path / "kill.toml"
+    spec_path.write_text(
+        f'generator = "{tiny_bundle}"\nsampler = "random"\nn_trials = 200\nsamples_per_trial = 2\n'
+        '[targets]\nABS_f_D = { at_least = 0.45, at_most = 0.5 }\n[search]\nABS_f_D = [0.45, 0.55]\n[generation]\nsteps = 3\n'
+    )
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inverse", "study", "run", str(spec_path), "--storage", url, "--no-progress"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if proc.poll() is not None:
+                pytest.fail(f"the study ended early: {proc.stderr.read().decode()[-2000:]}")
+            if not Path(tmp_path / "kill.db").is_file():
+                continue
+            try:
+                study = optuna.load_study(study_name="kill", storage=url)
+                states = [t.state for t in study.get_trials(deepcopy=False)]
+            except (KeyError, Exception):  # the study may not exist yet
+                continue
+            if states.count(optuna.trial.TrialState.COMPLETE) >= 2 and states[-1] == optuna.trial.TrialState.RUNNING:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    study = optuna.load_study(study_name="kill", storage=url)
+    complete = {t.number for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}
+    running = {t.number for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))}
+    assert len(complete) >= 2 and running
+    time.sleep(2.5)
+    spec = parse_spec({**json.loads(json.dumps(study.user_attrs["spec"])), "n_trials": len(complete) + 1})
+    resumed = run_study(spec, generator=tiny_generator, storage=url, runs_dir=tmp_path, grace_period=2, progress=False)
+    states = {t.number: t.state for t in resumed.get_trials()}
+    assert all(states[n] == optuna.trial.TrialState.FAIL for n in running)
+    assert complete <= {n for n, s in states.items() if s == optuna.trial.TrialState.COMPLETE}
+    assert sum(s == optuna.trial.TrialState.COMPLETE for s in states.values()) == len(complete) + 1
