@@ -5,8 +5,11 @@
   share one study. Storages are :class:`optuna.storages.RDBStorage` with a
   heartbeat: a worker killed with SIGKILL stops beating, and its RUNNING
   trials are marked FAIL once ``grace_period`` has passed (at the next start
-  of any worker, and before every new trial). Completed trials are committed
-  one by one, so none is lost.
+  of any worker, and before every new trial) and retried once: the same
+  conditions are queued again as a new trial (Optuna's
+  :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback`). Completed trials are
+  committed one by one, so none is lost. ``MICRODESIGN_HEARTBEAT_INTERVAL`` and
+  ``MICRODESIGN_GRACE_PERIOD`` (seconds) change the defaults.
 * Artifacts: an :class:`optuna.artifacts.FileSystemArtifactStore` in
   ``runs/NAME.artifacts/`` (next to the SQLite file, or under ``runs/`` for a
   server URL), one ``.npz`` of microstructures per measured trial.
@@ -14,9 +17,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.artifacts import FileSystemArtifactStore
 
 from generator.errors import InvalidInputError
@@ -24,9 +31,22 @@ from generator.errors import InvalidInputError
 #: Folder of the default SQLite files and artifact stores.
 RUNS_DIR = Path("runs")
 
-#: Default heartbeat settings (seconds).
-HEARTBEAT_INTERVAL = 10
-GRACE_PERIOD = 30
+
+def _seconds_from_env(name: str, default: int) -> int:
+    """A positive whole number of seconds from the environment variable ``name`` (``default`` when unset)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInputError(f"{name}: expected a whole number of seconds >= 1, got {raw!r}")
+    return int(raw)
+
+
+#: Default heartbeat settings (seconds); the environment variables override them.
+HEARTBEAT_INTERVAL = _seconds_from_env("MICRODESIGN_HEARTBEAT_INTERVAL", 10)
+GRACE_PERIOD = _seconds_from_env("MICRODESIGN_GRACE_PERIOD", 30)
+#: How often the trial of a dead worker is queued again.
+MAX_RETRY = 1
 
 
 def default_storage_url(name: str, runs_dir: str | Path = RUNS_DIR) -> str:
@@ -45,6 +65,17 @@ def storage_exists(url: str) -> bool:
     """Whether opening ``url`` would find an existing storage (always true for server URLs)."""
     path = sqlite_path(url)
     return path is None or path.is_file()
+
+
+def with_installed_driver(url: str) -> str:
+    """``postgresql://...`` as ``postgresql+psycopg2://...`` when only psycopg2 is installed.
+
+    SQLAlchemy >= 2.1 maps a bare ``postgresql://`` to psycopg 3; our
+    ``postgres`` extra installs psycopg2. Other URLs are returned unchanged.
+    """
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
 
 
 def open_storage(
@@ -68,15 +99,19 @@ def open_storage(
         path.parent.mkdir(parents=True, exist_ok=True)
     elif "://" not in url:
         raise InvalidInputError(f"storage: {url!r} is not an SQLAlchemy URL (for example sqlite:///runs/x.db)")
+    url = with_installed_driver(url)
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            failed_trial_callback=None,
-        )
-    except (ImportError, ValueError) as exc:
-        raise InvalidInputError(f"storage: cannot open {url}: {exc}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+    except (ImportError, ValueError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise InvalidInputError(f"storage: cannot open {url}: {reason}") from None
 
 
 def artifact_dir(name: str, url: str, runs_dir: str | Path = RUNS_DIR) -> Path:
