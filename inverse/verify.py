@@ -411,6 +411,7 @@ class RecipeVerification:
             "steps": self.steps,
             "time": self.time,
             "seeds": self.seeds,
+            "n_runs": len(self.seeds),
             "preset": settings.preset,
             "n_phases": settings.n_phases,
             "simulated_mean": _finite(self.simulated_mean),
