@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from generator.data.hdf5 import (
+    encode_sample,
     FORMAT,
     FORMAT_VERSION,
     finished_series,
@@ -41,6 +43,12 @@ def field_to_grey(field: np.ndarray, n_phases: int) -> np.ndarray:
     """Grey levels of a donor-fraction field, labelled with ``n_phases`` phases."""
     labels = label_two_phase(field) if n_phases == 2 else label_three_phase(field)
     return labels_to_grey(labels)
+
+
+def _label_and_encode(field: np.ndarray, n_phases: int) -> tuple[np.ndarray, bytes]:
+    """Grey levels of one field (made 3-D) and their stored chunk; runs in a thread pool."""
+    grey = field_to_grey(field if field.ndim == 3 else field[:, :, None], n_phases)
+    return grey, encode_sample(grey)
 
 
 def _identity(preset: DatasetPreset, n_phases: int) -> dict:
@@ -130,7 +138,8 @@ def simulate_dataset(preset: str | os.PathLike[str] | DatasetPreset, out: str | 
         "n_phases": n_phases,
         "preset_json": json.dumps(_identity(preset, n_phases)["preset_json"]),
     }
-    with tqdm(total=len(phi0), initial=len(done), desc=f"simulate {preset.name}", unit="series", disable=not progress) as bar:
+    with tqdm(total=len(phi0), initial=len(done), desc=f"simulate {preset.name}", unit="series", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
         for start in range(0, len(todo), preset.batch_size):
             batch = todo[start:start + preset.batch_size]
             with atomic_path(out) as tmp:
@@ -139,15 +148,13 @@ def simulate_dataset(preset: str | os.PathLike[str] | DatasetPreset, out: str | 
                 with open_h5(tmp, "a" if have_file else "w") as h5:
                     write_root_attributes(h5, {**root, "complete": False})
                     for snap in simulate(preset.ch, phi0[batch], chi[batch], seeds[batch], device=device, progress=progress):
-                        for run, series in enumerate(batch):
-                            field = snap.fields[run]
-                            if field.ndim == 2:
-                                field = field[:, :, None]
-                            write_sample(h5, sample_name(series, snap.index), field_to_grey(field, n_phases), {
+                        encoded = pool.map(lambda field: _label_and_encode(field, n_phases), snap.fields)
+                        for series, (grey, chunk) in zip(batch, encoded):
+                            write_sample(h5, sample_name(series, snap.index), grey, {
                                 "phi": float(phi0[series]), "chi": float(chi[series]), "log_time": snap.log_time,
                                 "time": snap.time, "step": snap.step, "series": series, "snapshot": snap.index,
                                 "seed": int(seeds[series]),
-                            })
+                            }, encoded=chunk)
                     h5.attrs["complete"] = start + len(batch) >= len(todo)
             have_file = True
             bar.update(len(batch))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,23 @@ def sample_name(series: int, snapshot: int) -> str:
     return f"s{series:05d}_t{snapshot:04d}"
 
 
-def write_sample(h5: h5py.File, name: str, grey: np.ndarray, attrs: Mapping[str, Any]) -> h5py.Dataset:
+#: gzip level of the samples (level 1 is 2-3x faster than 4 and only ~40 % larger on labelled volumes).
+GZIP_LEVEL = 1
+
+
+def encode_sample(grey: np.ndarray) -> bytes:
+    """The stored chunk of one sample: float32, HDF5 shuffle filter, then gzip (zlib), as HDF5 would write it.
+
+    Encoding is pure numpy + zlib (which releases the GIL), so a thread pool can
+    compress many samples in parallel; :func:`write_sample` then stores the bytes
+    with ``write_direct_chunk``. Any HDF5 reader decodes them with the standard filters.
+    """
+    data = np.ascontiguousarray(grey, dtype="<f4")
+    shuffled = data.view(np.uint8).reshape(-1, 4).T.tobytes()
+    return zlib.compress(shuffled, GZIP_LEVEL)
+
+
+def write_sample(h5: h5py.File, name: str, grey: np.ndarray, attrs: Mapping[str, Any], *, encoded: bytes | None = None) -> h5py.Dataset:
     """Write one sample at the file root.
 
     Parameters
@@ -58,9 +75,13 @@ def write_sample(h5: h5py.File, name: str, grey: np.ndarray, attrs: Mapping[str,
         ``(X, Y, Z)`` grey levels in [0, 1].
     attrs
         Attributes (numbers) to attach.
+    encoded
+        ``encode_sample(grey)`` when already computed (e.g. in a thread pool).
     """
-    data = np.asarray(grey, dtype=np.float32)[None]
-    dset = h5.create_dataset(name, data=data, chunks=data.shape, compression="gzip", compression_opts=4, shuffle=True)
+    shape = (1,) + tuple(np.shape(grey))
+    dset = h5.create_dataset(name, shape=shape, dtype="<f4", chunks=shape, compression="gzip",
+                             compression_opts=GZIP_LEVEL, shuffle=True)
+    dset.id.write_direct_chunk((0,) * len(shape), encoded if encoded is not None else encode_sample(grey))
     for key, value in attrs.items():
         dset.attrs[key] = value
     return dset

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -288,20 +288,44 @@ def simulate(params: CHParameters, phi0: Sequence[float], chi: Sequence[float], 
     phi = torch.as_tensor(initial_fields(phi0_arr, seeds, params), dtype=dtype, device=device)
     chi_t = torch.as_tensor(chi_arr, dtype=dtype, device=device).reshape(bshape)
 
-    k2 = _wavenumbers_squared(params.shape, params.dx, dtype, device)
-    dt_m_k2 = params.dt * params.mobility * k2
-    implicit = 1 + 2 * params.kappa * dt_m_k2 * k2
+    step_once = make_stepper(params, chi_t)
     phi_hat = torch.fft.rfftn(phi, dim=dims)
     snapshot_steps = params.snapshot_steps()
     schedule = {int(s): i for i, s in enumerate(snapshot_steps)}
     with torch.inference_mode(), tqdm(total=params.steps, desc="Cahn-Hilliard", unit="step", disable=not progress, leave=False) as bar:
         for step in range(1, params.steps + 1):
-            stab = dt_m_k2 * (0.5 * _curvature_bound(phi, chi_t, params.n_a, params.n_b))
-            bulk_hat = torch.fft.rfftn(chemical_potential_bulk(phi, chi_t, params.n_a, params.n_b), dim=dims)
-            phi_hat = ((1 + stab) * phi_hat - dt_m_k2 * bulk_hat) / (implicit + stab)
-            phi = torch.fft.irfftn(phi_hat, s=params.shape, dim=dims)
+            phi, phi_hat = step_once(phi, phi_hat)
             bar.update()
             if step in schedule:
                 yield Snapshot(index=schedule[step], step=step, time=step * params.dt, fields=phi.cpu().numpy().copy())
             if step == snapshot_steps[-1]:
                 break
+
+
+def make_stepper(params: CHParameters, chi: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """One time step of the scheme, ``(phi, phi_hat) -> (phi, phi_hat)``, for a batch of runs.
+
+    Parameters
+    ----------
+    params
+        Shared parameters.
+    chi
+        ``(B, 1, ..., 1)`` Flory-Huggins parameters on the device and dtype of the fields.
+
+    Returns
+    -------
+    callable
+        Takes ``phi`` ``(B, *shape)`` and its ``rfftn`` over the grid axes, returns both after one step.
+    """
+    dims = tuple(range(1, len(params.shape) + 1))
+    k2 = _wavenumbers_squared(params.shape, params.dx, chi.dtype, chi.device)
+    dt_m_k2 = params.dt * params.mobility * k2
+    implicit = 1 + 2 * params.kappa * dt_m_k2 * k2
+
+    def step(phi: torch.Tensor, phi_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        stab = dt_m_k2 * (0.5 * _curvature_bound(phi, chi, params.n_a, params.n_b))
+        bulk_hat = torch.fft.rfftn(chemical_potential_bulk(phi, chi, params.n_a, params.n_b), dim=dims)
+        phi_hat = ((1 + stab) * phi_hat - dt_m_k2 * bulk_hat) / (implicit + stab)
+        return torch.fft.irfftn(phi_hat, s=params.shape, dim=dims), phi_hat
+
+    return step

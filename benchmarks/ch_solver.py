@@ -1,0 +1,120 @@
+"""Cahn-Hilliard solver throughput: torch (CPU, and CUDA when present) vs a plain numpy FFT version.
+
+Measures voxel-steps per second of the semi-implicit stabilised spectral
+scheme of :mod:`generator.physics.cahn_hilliard` at 64x64x32 and 128x128x64,
+batch 1 and batch 8, side by side in one run, checks that the numpy and torch
+versions agree, prints a table with the speed-up ratios and writes
+``benchmarks/results/ch_solver.json``.
+
+    python benchmarks/ch_solver.py [--steps 10] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generator.physics.cahn_hilliard import CLAMP, CHParameters, initial_fields, make_stepper
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ch_solver.json"
+
+
+def numpy_stepper(params: CHParameters, chi: np.ndarray):
+    """The same scheme with ``numpy.fft`` (float64, as numpy computes FFTs)."""
+    axes = tuple(range(1, len(params.shape) + 1))
+    freqs = [np.fft.fftfreq(n, d=params.dx) for n in params.shape[:-1]] + [np.fft.rfftfreq(params.shape[-1], d=params.dx)]
+    k2 = sum((2 * np.pi * g) ** 2 for g in np.meshgrid(*freqs, indexing="ij"))
+    dt_m_k2 = params.dt * params.mobility * k2
+    implicit = 1 + 2 * params.kappa * dt_m_k2 * k2
+    chi = chi.reshape((-1,) + (1,) * len(params.shape))
+    n_a, n_b = params.n_a, params.n_b
+
+    def step(phi: np.ndarray, phi_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ends = np.stack([phi.min(axis=axes, keepdims=True), phi.max(axis=axes, keepdims=True)]).clip(CLAMP, 1 - CLAMP)
+        convex = (1 / (n_a * ends) + 1 / (n_b * (1 - ends))).max(axis=0)
+        stab = dt_m_k2 * (0.5 * np.maximum(convex - 2 * chi, 2 * chi))
+        p = phi.clip(CLAMP, 1 - CLAMP)
+        bulk = (np.log(p) + 1) / n_a - (np.log1p(-p) + 1) / n_b + chi * (1 - 2 * p)
+        phi_hat = ((1 + stab) * phi_hat - dt_m_k2 * np.fft.rfftn(bulk, axes=axes)) / (implicit + stab)
+        return np.fft.irfftn(phi_hat, s=params.shape, axes=axes), phi_hat
+
+    return step
+
+
+def _time(step, phi, phi_hat, steps: int, sync=lambda: None) -> tuple[float, object]:
+    phi, phi_hat = step(phi, phi_hat)  # warm-up (plans, allocations)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        phi, phi_hat = step(phi, phi_hat)
+    sync()
+    return time.perf_counter() - start, phi
+
+
+def run(steps: int) -> list[dict]:
+    rows = []
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for shape in [(64, 64, 32), (128, 128, 64)]:
+        for batch in (1, 8):
+            params = CHParameters(shape=shape)
+            phi0 = np.full(batch, 0.5)
+            chi = np.linspace(2.9, 3.4, batch)
+            fields = initial_fields(phi0, list(range(batch)), params)
+            voxel_steps = batch * int(np.prod(shape)) * steps
+            dims = tuple(range(1, len(shape) + 1))
+
+            np_step = numpy_stepper(params, chi)
+            seconds_np, phi_np = _time(np_step, fields, np.fft.rfftn(fields, axes=dims), steps)
+            row = {"shape": list(shape), "batch": batch, "steps": steps, "numpy_voxel_steps_per_s": voxel_steps / seconds_np}
+            for device in devices:
+                for dtype in (torch.float32, torch.float64):
+                    chi_t = torch.as_tensor(chi, dtype=dtype, device=device).reshape((-1,) + (1,) * len(shape))
+                    phi = torch.as_tensor(fields, dtype=dtype, device=device)
+                    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+                    with torch.inference_mode():
+                        seconds, phi_t = _time(make_stepper(params, chi_t), phi, torch.fft.rfftn(phi, dim=dims), steps, sync)
+                    name = f"torch_{device}_{str(dtype).split('.')[-1]}"
+                    row[f"{name}_voxel_steps_per_s"] = voxel_steps / seconds
+                    row[f"{name}_vs_numpy"] = seconds_np / seconds
+                    row[f"{name}_max_abs_diff_vs_numpy"] = float(np.abs(phi_t.cpu().numpy() - phi_np).max())
+            rows.append(row)
+            _print_row(row, devices)
+    return rows
+
+
+def _print_row(row: dict, devices: list[str]) -> None:
+    shape = "x".join(map(str, row["shape"]))
+    parts = [f"{shape:>11} B={row['batch']:<2} numpy {row['numpy_voxel_steps_per_s'] / 1e6:7.1f} M/s"]
+    for device in devices:
+        for dtype in ("float32", "float64"):
+            key = f"torch_{device}_{dtype}"
+            parts.append(f"{key} {row[key + '_voxel_steps_per_s'] / 1e6:8.1f} M/s (x{row[key + '_vs_numpy']:5.2f}, diff {row[key + '_max_abs_diff_vs_numpy']:.1e})")
+    print(" | ".join(parts), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per case (after one warm-up step)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"Cahn-Hilliard step throughput, voxel-steps per second (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    rows = run(args.steps)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "ch_solver", "torch": torch.__version__, "numpy": np.__version__, "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "rows": rows,
+    }, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
