@@ -42,7 +42,10 @@ from inverse.spec import Target
 STORAGE_ENV = "MICRODESIGN_STORAGE"
 RUNS_DIR_ENV = "MICRODESIGN_RUNS_DIR"
 
-#: Trial user attribute holding the recipe-verification results (``microdesign verify``).
+#: Study user attribute holding the recipe-verification results (``microdesign verify``):
+#: ``{"<trial number>": {"recipe", "n_runs", "measured_mean", "measured_std", "score", "meets_targets"}}``.
+#: (Finished trials cannot take new attributes, so the results live on the study; a trial
+#: attribute of the same name, holding one such record, is read too.)
 VERIFICATION_KEY = "verification"
 
 #: Seconds after which a cached study table is reloaded even if its trial counts did not change.
@@ -78,7 +81,7 @@ def launch_options(argv: Sequence[str] | None = None) -> LaunchOptions:
     Falls back to the environment variables :data:`STORAGE_ENV` and
     :data:`RUNS_DIR_ENV`, then to ``runs/``. Unknown arguments are ignored.
     """
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--storage")
     parser.add_argument("--runs-dir")
     args, _ = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
@@ -105,15 +108,18 @@ def study_names(url: str) -> list[str]:
     return [s.study_name for s in open_rdb(url).get_all_studies()]
 
 
-def study_version(url: str, name: str) -> tuple[int, int, int, int]:
-    """Cheap fingerprint of a study's progress: (trials, complete, failed, study attributes)."""
+def study_version(url: str, name: str) -> tuple[int, int, int, int, int]:
+    """Cheap fingerprint of a study's progress: (trials, complete, failed, study attributes, verified recipes)."""
     rdb = open_rdb(url)
     sid = rdb.get_study_id_from_name(name)
+    attrs = rdb.get_study_user_attrs(sid)
+    verified = attrs.get(VERIFICATION_KEY)
     return (
         rdb.get_n_trials(sid),
         rdb.get_n_trials(sid, state=_STATES.COMPLETE),
         rdb.get_n_trials(sid, state=_STATES.FAIL),
-        len(rdb.get_study_user_attrs(sid)),
+        len(attrs),
+        len(verified) if isinstance(verified, dict) else 0,
     )
 
 
@@ -274,7 +280,7 @@ def convergence_table(data: StudyData) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["trial", "status", "value"])
     maximise = bool(data.directions) and data.directions[0] == "maximize"
     best = table["value"].cummax() if maximise else table["value"].cummin()
-    table["best_so_far"] = best
+    table["best_so_far"] = best.ffill()
     return table
 
 
@@ -337,7 +343,7 @@ def filter_recipes(
 
 
 def verification_table(data: StudyData) -> pd.DataFrame:
-    """One row per trial carrying :data:`VERIFICATION_KEY` (schema: ``docs/dashboard.md``).
+    """One row per verified trial (:data:`VERIFICATION_KEY`; schema: ``docs/dashboard.md``).
 
     Columns: ``trial``, ``rank``, ``generated_mismatch`` (the study's score),
     ``verified_mismatch``, ``meets_targets``, ``n_runs``, ``<recipe>`` for each
@@ -346,9 +352,11 @@ def verification_table(data: StudyData) -> pd.DataFrame:
     ``<d>_verified_std`` (measured on the simulated ones).
     """
     ranks = dict(zip(data.recipes.get("trial", []), data.recipes.get("rank", [])))
+    on_study = data.user_attrs.get(VERIFICATION_KEY)
+    on_study = on_study if isinstance(on_study, dict) else {}
     rows = []
     for t in data.trials:
-        v = t.user_attrs.get(VERIFICATION_KEY)
+        v = on_study.get(str(t.number), t.user_attrs.get(VERIFICATION_KEY))
         if not isinstance(v, dict):
             continue
         row: dict[str, Any] = {

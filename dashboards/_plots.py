@@ -30,7 +30,9 @@ def label(name: str) -> str:
 
 
 def _layout(fig: go.Figure, **kwargs: object) -> go.Figure:
-    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white", **kwargs)
+    fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white",
+                      legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"))
+    fig.update_layout(**kwargs)
     return fig
 
 
@@ -51,7 +53,7 @@ def convergence_figure(table: pd.DataFrame, value_name: str) -> go.Figure:
                                  showlegend=False), row=2, col=1)
     fig.update_yaxes(title_text=value_name, row=1, col=1)
     fig.update_xaxes(title_text="trial", row=2, col=1)
-    return _layout(fig, height=460, legend=dict(orientation="h", y=1.08))
+    return _layout(fig, height=460)
 
 
 def pareto_figure(table: pd.DataFrame, x: str, y: str, directions: Mapping[str, str]) -> go.Figure:

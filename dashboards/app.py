@@ -63,9 +63,12 @@ def sidebar() -> None:
         st.session_state.pop(_data.SELECTION_KEY, None)
         st.sidebar.info("This storage holds no study yet.")
         return
-    name = st.sidebar.selectbox("Study", names, index=len(names) - 1, key="study")
+    linked = st.query_params.get("study")
+    default = names.index(linked) if linked in names else len(names) - 1
+    name = st.sidebar.selectbox("Study", names, index=default, key="study")
+    st.query_params["study"] = name
     _data.select(url, name, options.runs_dir)
-    trials, complete, failed, _ = _data.study_version(url, name)
+    trials, complete, failed, *_ = _data.study_version(url, name)
     st.sidebar.caption(f"{trials} trials: {complete} complete, {failed} failed, {trials - complete - failed} running or waiting")
     if st.sidebar.button("Refresh", icon=":material/refresh:"):
         _data.load_study.clear()

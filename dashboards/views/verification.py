@@ -12,7 +12,7 @@ table = _data.verification_table(data)
 if table.empty:
     st.info(
         f"No recipe of study **{data.name}** has been verified yet. `microdesign verify` simulates a recipe with "
-        f"the Cahn-Hilliard engine and stores what it measures in the trial attribute `{_data.VERIFICATION_KEY}`; "
+        f"the Cahn-Hilliard engine and stores what it measures in the study attribute `{_data.VERIFICATION_KEY}`; "
         "the results show up here."
     )
     st.stop()

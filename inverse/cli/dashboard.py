@@ -1,3 +1,67 @@
-"""``microdesign dashboard``: not implemented yet."""
+"""``microdesign dashboard``: the Streamlit dashboard for reviewing studies and their recipes."""
 
-from inverse.cli._app import app  # noqa: F401
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from inverse.cli._app import app
+
+
+def streamlit_command(
+    *,
+    storage: str | None,
+    port: int,
+    address: str,
+    runs_dir: Path,
+    headless: bool = True,
+) -> list[str]:
+    """The ``python -m streamlit run dashboards/app.py ...`` command line (the app found via the installed package)."""
+    from dashboards import APP_PATH
+
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+        "--server.port", str(port),
+        "--server.address", address,
+        "--server.headless", str(headless).lower(),
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "minimal",
+        "--",
+        "--runs-dir", str(runs_dir.resolve()),
+    ]
+    if storage:
+        command += ["--storage", storage]
+    return command
+
+
+@app.command()
+def dashboard(
+    storage: Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL of the studies (default: every runs/*.db).")] = None,
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option("--address", help="Address to bind (0.0.0.0 to serve other machines).")] = "localhost",
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Folder of the SQLite files and artifact stores.")] = Path("runs"),
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a web browser.")] = False,
+) -> None:
+    """Start the dashboard (Streamlit): ranked recipes, convergence, feasibility, microstructures, descriptors."""
+    from generator.errors import InvalidInputError
+    from inverse.storage import sqlite_path, storage_exists
+
+    if storage is not None:
+        if "://" not in storage:
+            raise InvalidInputError(f"storage: {storage!r} is not an SQLAlchemy URL (for example sqlite:///runs/opv.db)")
+        if not storage_exists(storage):
+            raise InvalidInputError(f"storage: {sqlite_path(storage)} does not exist (run a study first: microdesign study run SPEC)")
+    elif not runs_dir.is_dir():
+        raise InvalidInputError(f"--runs-dir: {runs_dir} does not exist (run a study first, or pass --storage URL)")
+    command = streamlit_command(storage=storage, port=port, address=address, runs_dir=runs_dir, headless=not browser)
+    try:
+        code = subprocess.call(command)
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise typer.Exit(code)
