@@ -197,7 +197,6 @@ def train_pipeline(
     """
     config = load_config(preset, overrides)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     callbacks = callbacks or {}
     dataset = open_dataset(data)
     table = sample_table(dataset)
@@ -211,6 +210,7 @@ def train_pipeline(
         latent_shape = vae_config.latent_shape(dataset.volume_shape)
     except ValueError as exc:
         raise InvalidInputError(f"vae.model.widths: {exc}") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
     _check_out_dir(out_dir, config, len(table))
     train_idx, val_idx = split_by_series(table["series"].to_numpy(), config.data.val_fraction, seed=config.data.seed)
     if not logging.getLogger("lightning.pytorch").handlers or not progress:

@@ -1,3 +1,63 @@
-"""``microdesign train``: not implemented yet."""
+"""``microdesign train``: train the generator (VAE -> encode -> FP -> DDPM) and write its bundle."""
 
-from inverse.cli._app import app  # noqa: F401
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from inverse.cli._app import app
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Nested dict from ``section.key=value`` items; values are TOML (``100``, ``1e-3``, ``"gpu"``, ``[16, 32]``).
+
+    A bare word that is not valid TOML (``gpu``) is taken as a string.
+    """
+    from generator.errors import InvalidInputError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise InvalidInputError(f"--set: expected section.key=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InvalidInputError(f"--set: {key} conflicts with another --set")
+        node[leaf] = value
+    return out
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled HDF5 dataset: a file, a folder of *.h5 or a glob.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (checkpoints, logs/*.csv, generator.pt).", show_default=False)],
+    preset: Annotated[str, typer.Option("--preset", "-p", help="Preset name (tiny, small, paper-ch2, paper-ch3) or a TOML config file.")] = "small",
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. --set ddpm.max_steps=5000 --set trainer.devices=4.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
+) -> None:
+    """Train the conditional latent diffusion generator in stages and write its bundle.
+
+    Stages: VAE, encoding of the dataset, feature predictor, latent denoiser.
+    Run the same command again to resume an interrupted run (finished stages
+    are skipped). Multi-GPU / multi-node: --set trainer.devices=N --set trainer.num_nodes=M.
+    """
+    from generator.errors import FileFormatError
+    from generator.training import train_pipeline
+    from generator.training.config import load_config
+
+    if not any(ch in str(data) for ch in "*?[") and not data.exists():
+        raise FileFormatError(f"--data: {data} does not exist")
+    config = load_config(preset, parse_overrides(overrides or []))
+    bundle = train_pipeline(config, data=data, out_dir=out, progress=progress)
+    typer.echo(f"wrote {bundle}")

@@ -1,0 +1,58 @@
+"""``microdesign train``: a run end to end and bad input."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from generator.pipeline import load_generator
+from inverse.cli import main
+from inverse.cli.train import parse_overrides
+
+
+def _run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["microdesign", "train", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out, err = capsys.readouterr()
+    return exc.value.code or 0, out, err
+
+
+def test_parse_overrides():
+    assert parse_overrides(["ddpm.max_steps=5", "trainer.accelerator=gpu", "vae.model.widths=[4, 8]", "fp.lr=1e-3"]) == {
+        "ddpm": {"max_steps": 5},
+        "trainer": {"accelerator": "gpu"},
+        "vae": {"model": {"widths": [4, 8]}},
+        "fp": {"lr": 1e-3},
+    }
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--set", "vae.batch_size=0"], "vae.batch_size"),
+        (["--set", "novalue"], "--set: expected section.key=value"),
+        (["--set", "data.conditions=['nope']"], "data.conditions: attribute 'nope'"),
+    ],
+)
+def test_bad_input(tiny_dataset, tmp_path, monkeypatch, capsys, args, message):
+    code, _, err = _run(monkeypatch, capsys, "--data", str(tiny_dataset), "--out", str(tmp_path / "out"), "--preset", "tiny", *args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data(tmp_path, monkeypatch, capsys):
+    code, _, err = _run(monkeypatch, capsys, "--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "--data" in err and "does not exist" in err
+
+
+def test_train_writes_a_loadable_bundle(tiny_dataset, tmp_path, monkeypatch, capsys):
+    small = ["--set", "vae.max_steps=4", "--set", "fp.max_steps=4", "--set", "ddpm.max_steps=4", "--set", "ddpm.model.channel_mults=[1]"]
+    code, out, err = _run(monkeypatch, capsys, "--data", str(tiny_dataset), "--out", str(tmp_path / "m"), "--preset", "tiny", "--no-progress", *small)
+    assert code == 0, err
+    bundle = tmp_path / "m" / "generator.pt"
+    assert f"wrote {bundle}" in out
+    assert load_generator(bundle).volume_shape == (32, 32, 16)

@@ -1,0 +1,78 @@
+"""Staged training on the tiny dataset: logs, per-band losses, resume and stale output folders."""
+
+from __future__ import annotations
+
+import lightning as L
+import pandas as pd
+import pytest
+import torch
+
+from generator.errors import InvalidInputError
+from generator.training import stage_losses, train_pipeline
+
+FAST = {
+    "vae": {"max_steps": 6, "checkpoint_every": 3, "val_every": 3, "batch_size": 4, "model": {"widths": [4, 8]}},
+    "fp": {"max_steps": 4, "checkpoint_every": 2, "val_every": 2, "model": {"hidden": [8]}},
+    "ddpm": {"max_steps": 4, "checkpoint_every": 2, "val_every": 2, "model": {"width": 4, "channel_mults": [1]}},
+}
+
+
+class StopAt(L.Callback):
+    """Fail (like a crash) when the global step reaches ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            raise RuntimeError("simulated crash")
+
+
+class FirstStep(L.Callback):
+    """Record the global step at which fitting starts, and count fits."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+
+    def on_train_start(self, trainer, module):
+        self.starts.append(trainer.global_step)
+
+
+def test_tiny_bundle_logs(tiny_bundle):
+    out = tiny_bundle.parent
+    for stage in ("vae", "fp", "ddpm"):
+        log = stage_losses(out, stage)
+        assert "train/loss" in log.columns and log["train/loss"].notna().any()
+        assert (out / f"{stage}.pt").is_file()
+    ddpm = stage_losses(out, "ddpm")
+    # the denoiser's validation loss is reported per band of time steps
+    assert {"val/loss_t0", "val/loss_t3"} <= set(ddpm.columns)
+    vae = stage_losses(out, "vae")
+    assert vae["train/loss"].dropna().iloc[-1] < vae["train/loss"].dropna().iloc[0]
+
+
+@pytest.mark.slow
+def test_stage_resumes_from_its_checkpoint(tiny_dataset, tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False, callbacks={"vae": [StopAt(4)]})
+    assert (tmp_path / "checkpoints" / "vae" / "last.ckpt").is_file()
+    assert not (tmp_path / "vae.pt").exists()
+    first = FirstStep()
+    bundle = train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False, callbacks={"vae": [first]})
+    assert first.starts == [3]  # resumed at the checkpoint written at step 3, not from scratch
+    assert bundle.is_file()
+    # a finished run is not retrained: every stage is skipped
+    again = {stage: [FirstStep()] for stage in ("vae", "fp", "ddpm")}
+    mtime = (tmp_path / "ddpm.pt").stat().st_mtime_ns
+    assert train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False, callbacks=again) == bundle
+    assert all(cb[0].starts == [] for cb in again.values())
+    assert (tmp_path / "ddpm.pt").stat().st_mtime_ns == mtime
+    # another config in the same folder is refused, not mixed
+    with pytest.raises(InvalidInputError, match="another config"):
+        train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides={**FAST, "fp": {**FAST["fp"], "lr": 0.5}}, progress=False)
+
+
+def test_unknown_condition_is_refused(tiny_dataset, tmp_path):
+    with pytest.raises(InvalidInputError, match="data.conditions: attribute 'no_such_descriptor'"):
+        train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path / "o", overrides={"data": {"conditions": ["no_such_descriptor"]}}, progress=False)
+    assert not (tmp_path / "o").exists()  # nothing written for a bad config
