@@ -353,6 +353,7 @@ def run_study(
     heartbeat_interval: int = storage_mod.HEARTBEAT_INTERVAL,
     grace_period: int = storage_mod.GRACE_PERIOD,
     n_jobs: int | None = 1,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
 ) -> optuna.Study:
     """Run (or resume) a study until it holds ``n_trials`` complete trials.
 
@@ -373,6 +374,8 @@ def run_study(
         Seconds between heartbeats, and without one before a RUNNING trial counts as dead.
     n_jobs
         Threads for descriptor computation (1: the generator's torch threads already use the cores).
+    callbacks
+        Passed to :meth:`optuna.Study.optimize` (for example one that calls ``study.stop()``).
 
     Returns
     -------
@@ -391,17 +394,23 @@ def run_study(
             study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler, load_if_exists=True)
             if [d.name.lower() for d in study.directions] != plan.directions:
                 raise InvalidInputError(f"name: study {spec.name!r} already exists in {url} with other objectives")
+            if storage_mod.sqlite_path(url) is None:  # a server shared by workers: each samples its own stream
+                sampler.reseed_rng()
             storage_mod.fail_stale_trials(study)
             study.set_user_attr("spec", json.loads(spec.model_dump_json()))
             study.set_user_attr("condition_names", list(plan.resolved.condition_names))
             study.set_user_attr("descriptor_scales", plan.scales)
             study.set_user_attr("feasible_fraction", plan.feasible_fraction)
             store = storage_mod.artifact_store(spec.name, url, runs_dir)
-            remaining = (n_trials or spec.n_trials) - n_finished(study)
+            total = n_trials or spec.n_trials
+            remaining = total - n_finished(study)
             if remaining > 0:
+                # other workers on the same study count too: stop once the study holds `total` complete trials
+                enough = optuna.study.MaxTrialsCallback(total, states=(optuna.trial.TrialState.COMPLETE,))
                 study.optimize(
                     make_objective(plan, store, n_jobs=n_jobs), n_trials=remaining,
                     catch=(evaluation.GenerationFailed,), show_progress_bar=progress, gc_after_trial=False,
+                    callbacks=[enough, *(callbacks or [])],
                 )
     finally:
         optuna.logging.set_verbosity(verbosity)

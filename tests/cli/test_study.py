@@ -1,0 +1,81 @@
+"""``microdesign study run|report|list`` on the tiny model, and its bad-input handling."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+import pytest
+
+from inverse.cli import main
+from inverse.recipes import LEADING_COLUMNS
+
+
+def run_cli(args, monkeypatch, capsys):
+    """Run ``microdesign ARGS`` in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["microdesign", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+GOOD = """
+sampler = "random"
+n_trials = 3
+samples_per_trial = 2
+[targets]
+ABS_f_D = { at_least = 0.4, at_most = 0.6 }
+[generation]
+steps = 3
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[targets\nABS_f_D = 1", "malformed TOML"),
+        ("[targets]\nCT_f_X = { at_least = 0.5 }", "targets.CT_f_X: unknown descriptor"),
+        ("[targets]\nABS_f_D = { at_least = 0.6, at_most = 0.4 }", "targets.ABS_f_D: reversed bounds"),
+        ("[targets]\nABS_f_D = { at_least = 0.4 }\n[search]\nABS_f_D = [0.6, 0.4]", "search: ABS_f_D: reversed bounds"),
+        ("[targets]\nCT_f_D_tort1 = { equal = 1.3, tolerance = 0.1 }", "targets: CT_f_D_tort1: target 1.3 is outside [0, 1]"),
+        (
+            "[targets]\nABS_f_D = { at_least = 0.4 }\n[search]\nABS_f_D = [0.9, 0.95]\nCT_f_D_tort1 = [0.0, 0.05]\nCT_f_A_tort1 = [0.95, 1.0]",
+            "search: no point of the search space lies inside the training data",
+        ),
+    ],
+)
+def test_bad_specs_fail_with_one_line_and_write_nothing(text, message, tiny_bundle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.toml").write_text(text)
+    code, out, err = run_cli(["study", "run", "bad.toml", "--model", str(tiny_bundle), "--no-progress"], monkeypatch, capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+@pytest.mark.slow
+def test_run_report_list(tiny_bundle, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo.toml").write_text(GOOD)
+    code, out, err = run_cli(["study", "run", "demo.toml", "--model", str(tiny_bundle), "--no-progress"], monkeypatch, capsys)
+    assert code == 0, err
+    assert "study demo: 3 complete trials" in out
+    assert (tmp_path / "runs" / "demo.db").is_file()
+
+    code, out, err = run_cli(["study", "report", "demo"], monkeypatch, capsys)
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "runs" / "demo_recipes.csv")
+    assert list(table.columns[: len(LEADING_COLUMNS)]) == LEADING_COLUMNS
+    assert {"phi_mean", "chi_std", "log_time_mean", "ABS_f_D_mean", "cond_CT_f_A_tort1"} <= set(table.columns)
+    assert table["rank"].tolist() == list(range(1, len(table) + 1))
+    assert table["mismatch"].is_monotonic_increasing or table["meets_targets"].any()
+
+    code, out, _ = run_cli(["study", "list"], monkeypatch, capsys)
+    assert code == 0 and "demo" in out and "minimize" in out
+
+    code, _, err = run_cli(["study", "report", "nope"], monkeypatch, capsys)
+    assert code == 2 and "storage:" in err and "does not exist" in err
