@@ -25,21 +25,22 @@ from generator.physics.cahn_hilliard import CLAMP, CHParameters, initial_fields,
 RESULTS = Path(__file__).resolve().parent / "results" / "ch_solver.json"
 
 
-def numpy_stepper(params: CHParameters, chi: np.ndarray):
-    """The same scheme with ``numpy.fft`` (float64, as numpy computes FFTs)."""
+def numpy_stepper(params: CHParameters, chi: np.ndarray, dtype: type = np.float64):
+    """The same scheme with ``numpy.fft`` (numpy >= 2 keeps float32 in float32)."""
     axes = tuple(range(1, len(params.shape) + 1))
     freqs = [np.fft.fftfreq(n, d=params.dx) for n in params.shape[:-1]] + [np.fft.rfftfreq(params.shape[-1], d=params.dx)]
     k2 = sum((2 * np.pi * g) ** 2 for g in np.meshgrid(*freqs, indexing="ij"))
-    dt_m_k2 = params.dt * params.mobility * k2
-    implicit = 1 + 2 * params.kappa * dt_m_k2 * k2
-    chi = chi.reshape((-1,) + (1,) * len(params.shape))
-    n_a, n_b = params.n_a, params.n_b
+    dt_m_k2 = (params.dt * params.mobility * k2).astype(dtype)
+    implicit = (1 + 2 * params.kappa * dt_m_k2 * k2).astype(dtype)
+    chi = chi.reshape((-1,) + (1,) * len(params.shape)).astype(dtype)
+    n_a, n_b = dtype(params.n_a), dtype(params.n_b)
+    lo, hi = dtype(CLAMP), dtype(1 - CLAMP)
 
     def step(phi: np.ndarray, phi_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        ends = np.stack([phi.min(axis=axes, keepdims=True), phi.max(axis=axes, keepdims=True)]).clip(CLAMP, 1 - CLAMP)
+        ends = np.stack([phi.min(axis=axes, keepdims=True), phi.max(axis=axes, keepdims=True)]).clip(lo, hi)
         convex = (1 / (n_a * ends) + 1 / (n_b * (1 - ends))).max(axis=0)
         stab = dt_m_k2 * (0.5 * np.maximum(convex - 2 * chi, 2 * chi))
-        p = phi.clip(CLAMP, 1 - CLAMP)
+        p = phi.clip(lo, hi)
         bulk = (np.log(p) + 1) / n_a - (np.log1p(-p) + 1) / n_b + chi * (1 - 2 * p)
         phi_hat = ((1 + stab) * phi_hat - dt_m_k2 * np.fft.rfftn(bulk, axes=axes)) / (implicit + stab)
         return np.fft.irfftn(phi_hat, s=params.shape, axes=axes), phi_hat
@@ -69,17 +70,20 @@ def run(steps: int) -> list[dict]:
             voxel_steps = batch * int(np.prod(shape)) * steps
             dims = tuple(range(1, len(shape) + 1))
 
-            np_step = numpy_stepper(params, chi)
-            seconds_np, phi_np = _time(np_step, fields, np.fft.rfftn(fields, axes=dims), steps)
-            row = {"shape": list(shape), "batch": batch, "steps": steps, "numpy_voxel_steps_per_s": voxel_steps / seconds_np}
-            for device in devices:
-                for dtype in (torch.float32, torch.float64):
-                    chi_t = torch.as_tensor(chi, dtype=dtype, device=device).reshape((-1,) + (1,) * len(shape))
-                    phi = torch.as_tensor(fields, dtype=dtype, device=device)
+            row = {"shape": list(shape), "batch": batch, "steps": steps}
+            for dtype in (np.float32, np.float64):
+                precision = np.dtype(dtype).name
+                start = fields.astype(dtype)
+                seconds_np, phi_np = _time(numpy_stepper(params, chi, dtype), start, np.fft.rfftn(start, axes=dims), steps)
+                row[f"numpy_{precision}_voxel_steps_per_s"] = voxel_steps / seconds_np
+                for device in devices:
+                    torch_dtype = getattr(torch, precision)
+                    chi_t = torch.as_tensor(chi, dtype=torch_dtype, device=device).reshape((-1,) + (1,) * len(shape))
+                    phi = torch.as_tensor(start, device=device)
                     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
                     with torch.inference_mode():
                         seconds, phi_t = _time(make_stepper(params, chi_t), phi, torch.fft.rfftn(phi, dim=dims), steps, sync)
-                    name = f"torch_{device}_{str(dtype).split('.')[-1]}"
+                    name = f"torch_{device}_{precision}"
                     row[f"{name}_voxel_steps_per_s"] = voxel_steps / seconds
                     row[f"{name}_vs_numpy"] = seconds_np / seconds
                     row[f"{name}_max_abs_diff_vs_numpy"] = float(np.abs(phi_t.cpu().numpy() - phi_np).max())
@@ -90,12 +94,12 @@ def run(steps: int) -> list[dict]:
 
 def _print_row(row: dict, devices: list[str]) -> None:
     shape = "x".join(map(str, row["shape"]))
-    parts = [f"{shape:>11} B={row['batch']:<2} numpy {row['numpy_voxel_steps_per_s'] / 1e6:7.1f} M/s"]
-    for device in devices:
-        for dtype in ("float32", "float64"):
-            key = f"torch_{device}_{dtype}"
-            parts.append(f"{key} {row[key + '_voxel_steps_per_s'] / 1e6:8.1f} M/s (x{row[key + '_vs_numpy']:5.2f}, diff {row[key + '_max_abs_diff_vs_numpy']:.1e})")
-    print(" | ".join(parts), flush=True)
+    for precision in ("float32", "float64"):
+        parts = [f"{shape:>11} B={row['batch']:<2} {precision}: numpy {row[f'numpy_{precision}_voxel_steps_per_s'] / 1e6:6.1f} M/s"]
+        for device in devices:
+            key = f"torch_{device}_{precision}"
+            parts.append(f"torch {device} {row[key + '_voxel_steps_per_s'] / 1e6:7.1f} M/s  ratio x{row[key + '_vs_numpy']:5.2f}  (max diff {row[key + '_max_abs_diff_vs_numpy']:.0e})")
+        print(" | ".join(parts), flush=True)
 
 
 def main() -> None:
