@@ -1,0 +1,115 @@
+"""Many workers on one study through PostgreSQL, with a worker SIGKILLed in the middle of a trial.
+
+Every worker is the command a user runs on each machine:
+``microdesign study run SPEC --storage postgresql://...``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from inverse.storage import artifact_dir, with_installed_driver
+from tests.scaleout.conftest import HEARTBEAT_ENV, kill_all, run_cli, sigkill, start_cli, wait_until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+N_TRIALS = 9
+N_WORKERS = 3
+SAMPLES = 2
+
+SPEC = f"""
+name = "scaleout"
+sampler = "random"
+n_trials = {N_TRIALS}
+samples_per_trial = {SAMPLES}
+seed = 0
+[targets]
+ABS_f_D = {{ at_least = 0.45, at_most = 0.55 }}
+[generation]
+steps = 3
+"""
+
+COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+
+
+def trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, read from the server (no heartbeat of ours)."""
+    storage = optuna.storages.RDBStorage(with_installed_driver(url))
+    try:
+        return optuna.load_study(study_name="scaleout", storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # not created yet
+        return []
+    finally:
+        storage.engine.dispose()
+
+
+def test_three_workers_share_a_study_and_survive_a_killed_worker(postgres_url, tiny_bundle, tmp_path):
+    spec = tmp_path / "scaleout.toml"
+    spec.write_text(f'generator = "{tiny_bundle}"\n' + SPEC)
+    command = ("study", "run", spec, "--storage", postgres_url, "--no-progress")
+    procs = []
+    try:
+        # 1. One worker, SIGKILLed in the middle of a trial once it has completed one.
+        first = start_cli(*command, cwd=tmp_path, log=tmp_path / "worker0.log")
+        procs.append(first)
+
+        def mid_trial() -> bool:
+            states = [t.state for t in trials(postgres_url)]
+            assert first.poll() is None, (tmp_path / "worker0.log").read_text()[-2000:]
+            return COMPLETE in states and optuna.trial.TrialState.RUNNING in states
+
+        wait_until(mid_trial, timeout=240, interval=0.05, what="the first worker to be in the middle of its second trial")
+        sigkill(first)
+        before = trials(postgres_url)
+        killed = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
+        assert len(killed) == 1, "the kill landed between two trials; nothing to retry"
+        killed = killed[0]
+        done_before = {t.number: t.user_attrs for t in before if t.state == COMPLETE}
+
+        # 2. Its heartbeat stops; once the grace period has passed, three workers start with the same command.
+        time.sleep(int(HEARTBEAT_ENV["MICRODESIGN_GRACE_PERIOD"]) + 1)
+        procs += [start_cli(*command, cwd=tmp_path, log=tmp_path / f"worker{i}.log") for i in range(1, N_WORKERS + 1)]
+        for i, proc in enumerate(procs[1:], start=1):
+            assert proc.wait(timeout=400) == 0, (tmp_path / f"worker{i}.log").read_text()[-2000:]
+    finally:
+        kill_all(procs)
+
+    after = trials(postgres_url)
+    by_number = {t.number: t for t in after}
+    states = [t.state for t in after]
+    complete = [t for t in after if t.state == COMPLETE]
+    # the killed trial is failed, and retried once with the same conditions; it completed
+    assert by_number[killed.number].state == FAIL
+    retries = [t for t in after if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == COMPLETE
+    assert retries[0].params == killed.params
+    # nothing lost: every trial finished; the only failure is the killed one; completed work is untouched
+    assert states.count(FAIL) == 1
+    assert set(states) <= {COMPLETE, FAIL}
+    for number, attrs in done_before.items():
+        assert by_number[number].state == COMPLETE and by_number[number].user_attrs == attrs
+    # the study holds its total: workers stop once N trials are complete (the others' last trials may overrun)
+    assert N_TRIALS <= len(complete) <= N_TRIALS + N_WORKERS - 1
+    # nothing duplicated: every completed trial searched other conditions (each worker samples its own stream)
+    conditions = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(conditions)) == len(conditions)
+    # every measured trial's microstructures are there and readable
+    folder = artifact_dir("scaleout", postgres_url, tmp_path / "runs")
+    measured = [t for t in complete if t.user_attrs.get("status") == "measured"]
+    assert measured, "no trial was feasible"
+    ids = [t.user_attrs["artifact_id"] for t in measured]
+    assert len(set(ids)) == len(ids)
+    for trial in measured:
+        with np.load(folder / trial.user_attrs["artifact_id"]) as npz:
+            assert npz["labels"].shape[0] == SAMPLES and npz["labels"].dtype == np.uint8
+            assert np.all(np.isfinite(npz["descriptors"]))
+    # a further worker finds the study complete and adds nothing
+    rerun = run_cli(*command, cwd=tmp_path, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert len(trials(postgres_url)) == len(after)
+    assert f"{len(complete)} complete trials" in rerun.stdout
