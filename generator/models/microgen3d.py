@@ -506,14 +506,10 @@ def check_schedule_buffers(buffers: dict[str, torch.Tensor], source: str = "ddpm
 FILES = {"vae": "vae.pt", "fp": "fp.pt", "ddpm": "ddpm.pt"}
 
 #: Valid domain of the context attributes, used as condition ranges (the training table is not published).
+#: All are fractions; ``tortuosity_*`` are MicroGen3D's names of ``CT_f_*_tort1`` (see ``generator.descriptors.ALIASES``).
 DOMAINS: dict[str, tuple[float, float]] = {
-    "ABS_f_D": (0.0, 1.0),
-    "CT_f_D_tort1": (0.0, 1.0),
-    "CT_f_A_tort1": (0.0, 1.0),
-    "vol_frac_D": (0.0, 1.0),
-    "vol_frac_M": (0.0, 1.0),
-    "tortuosity_A": (1.0, float("inf")),
-    "tortuosity_D": (1.0, float("inf")),
+    name: (0.0, 1.0)
+    for name in ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1", "vol_frac_D", "vol_frac_M", "tortuosity_A", "tortuosity_D")
 }
 
 
