@@ -202,3 +202,29 @@ def test_missing_storage_is_reported_in_the_sidebar(tmp_path, monkeypatch):
     assert "does not exist" in at.sidebar.error[0].value
     assert "No study selected" in at.info[0].value
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_follows_a_running_study(open_app, tiny_studies):
+    import optuna
+
+    from inverse.search import run_study
+    from inverse.spec import StudySpec
+    from tests.dashboards.conftest import TINY
+
+    name = "live"
+    optuna.create_study(study_name=name, storage=tiny_studies.url).ask()  # a worker's trial, still running
+    at = open_app(name)
+    assert metrics(at)["Trials"] == "1"
+    assert "1 running" in at.info[0].value
+    assert "1 trials: 0 complete, 0 failed, 1 running or waiting" in [c.value for c in at.sidebar.caption]
+
+    spec = StudySpec(name=name, seed=3, targets={"ABS_f_D": {"at_least": 0.4, "at_most": 0.6}},
+                     **dict(TINY, n_trials=2, generator=str(tiny_studies.bundle)))
+    run_study(spec, storage=tiny_studies.url, progress=False, runs_dir=tiny_studies.runs_dir, n_jobs=1)
+    at.run()  # what a refresh (or the sidebar's auto-refresh) does
+    study = tiny_studies.load(name)
+    statuses = _statuses(study)
+    assert len(study.trials) == 3
+    assert metrics(at)["Trials"] == "3"
+    assert metrics(at)["Measured"] == str(statuses.count("measured"))
+    assert metrics(at)["Infeasible"] == str(statuses.count("infeasible"))
