@@ -265,6 +265,11 @@ def require_measured(data: StudyData) -> None:
 
 # ----------------------------------------------------------------------------- tables
 
+def number_format(table: pd.DataFrame, fmt: str = "%.4g") -> dict[str, Any]:
+    """``st.dataframe`` column configs showing every float column of ``table`` with ``fmt``."""
+    return {c: st.column_config.NumberColumn(format=fmt) for c in table.columns if table[c].dtype.kind == "f"}
+
+
 def convergence_table(data: StudyData) -> pd.DataFrame:
     """One row per trial: ``trial``, ``status``, ``value`` (first value; measured trials only), ``best_so_far``.
 

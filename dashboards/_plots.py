@@ -66,7 +66,7 @@ def pareto_figure(table: pd.DataFrame, x: str, y: str, directions: Mapping[str, 
     front = table[table["pareto"]].sort_values(x)
     fig.add_trace(go.Scatter(x=rest[x], y=rest[y], mode="markers", name="dominated",
                              marker=dict(color="#adb5bd", size=8), text=rest["trial"].map("trial {}".format)))
-    fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="markers+lines", name="Pareto front", line_shape="hv",
+    fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="markers+lines", name="Pareto front",
                              marker=dict(color="#d62828", size=11, symbol="diamond"), text=front["trial"].map("trial {}".format)))
     fig.update_xaxes(title_text=f"{x} ({directions.get(x, '')})")
     fig.update_yaxes(title_text=f"{y} ({directions.get(y, '')})")

@@ -35,4 +35,4 @@ if len(data.directions) > 1:
     front = values[values["pareto"]]
     st.caption(f"{len(front)} of {len(values)} measured trials are on the Pareto front of "
                + ", ".join(f"{n} ({d})" for n, d in zip(names, data.directions)) + ".")
-    st.dataframe(front, hide_index=True)
+    st.dataframe(front, hide_index=True, column_config=_data.number_format(front))

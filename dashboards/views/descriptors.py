@@ -57,4 +57,5 @@ for t in trials:
                      "mean": attrs.get("measured_mean", {}).get(name), "std": attrs.get("measured_std", {}).get(name),
                      "target low": lo, "target high": hi,
                      "distance": attrs.get("target_distance", {}).get(name)})
-st.dataframe(pd.DataFrame(rows), hide_index=True)
+means = pd.DataFrame(rows)
+st.dataframe(means, hide_index=True, column_config=_data.number_format(means))

@@ -60,4 +60,4 @@ if model is not None and plane is not None:
     )
 
 st.subheader("Proposals")
-st.dataframe(proposals, hide_index=True)
+st.dataframe(proposals, hide_index=True, column_config=_data.number_format(proposals))

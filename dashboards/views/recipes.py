@@ -50,7 +50,7 @@ shown = _data.filter_recipes(table, feasible_only=feasible_only, meets_targets_o
 st.dataframe(
     shown.drop(columns=["artifact_id"], errors="ignore"),
     hide_index=True,
-    column_config={c: st.column_config.NumberColumn(format="%.4g") for c in shown.columns if shown[c].dtype.kind == "f"},
+    column_config=_data.number_format(shown),
 )
 st.caption(f"{len(shown)} of {len(table)} recipes shown.")
 st.download_button("Download CSV", shown.to_csv(index=False), file_name=f"{data.name}_recipes.csv", mime="text/csv",

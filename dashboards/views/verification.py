@@ -27,4 +27,4 @@ if names:
     st.plotly_chart(_plots.verification_figure(table, names, {n: t.interval for n, t in data.targets.items()}))
     st.caption("Per target descriptor: the mean measured on the generated volumes and on the volumes simulated "
                "from the trial's recipe (± std over the runs); shaded: the target's accepted interval.")
-st.dataframe(table.sort_values("verified_mismatch"), hide_index=True)
+st.dataframe(table.sort_values("verified_mismatch"), hide_index=True, column_config=_data.number_format(table))
