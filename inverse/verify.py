@@ -564,6 +564,11 @@ def verify_study(
 
     if int(n_seeds) < 1:
         raise InvalidInputError(f"seeds: must be >= 1, got {n_seeds}")
+    if device is not None and str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidInputError(f"device: {device!r} is not available on this machine; use cpu")
     if "spec" not in study.user_attrs:
         raise InvalidInputError(f"study: {study.study_name!r} has no spec (not made by `microdesign study run`)")
     spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")

@@ -77,6 +77,10 @@ def test_study_run_verify_stores_and_verify_reports(verified_study, monkeypatch,
     (["--seeds", "0"], "seeds: must be >= 1"),
     (["--preset", "paper"], "preset: the grid [128, 128, 64]"),
     (["--preset", "nosuch"], "unknown preset 'nosuch'"),
+    (["--max-steps", "0"], "max-steps: must be >= 1"),
+    (["--max-steps", "2"], "raise --max-steps"),
+    pytest.param(["--device", "cuda"], "device: 'cuda' is not available", marks=pytest.mark.skipif(
+        __import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_options_exit_2(verified_study, monkeypatch, capsys, args, message):
     code, _, err = _run(monkeypatch, capsys, "verify", "cliv", "--storage", verified_study, "--no-progress", *args)
