@@ -82,6 +82,18 @@ def test_label_fields_two_and_three_phases():
 # ----------------------------------------------------------------------------- physics
 
 
+def test_three_phase_models_get_three_phase_labels_of_the_same_run():
+    ch = load_preset("tiny").ch
+    two = verify.SimulationSettings(ch=ch, n_phases=2, preset="tiny", source="preset")
+    three = verify.SimulationSettings(ch=ch, n_phases=3, preset="tiny", source="preset")
+    recipe = [[0.5, 3.0, 1.0]]  # t = 10: 100 steps
+    labels2, _ = verify.simulate_recipes(recipe, two, [0])
+    labels3, _ = verify.simulate_recipes(recipe, three, [0])
+    mixed = labels3 == 2
+    assert 0.0 < mixed.mean() <= 0.3 + 1e-9  # the mixed band, capped as in the training data
+    assert np.array_equal(labels3[~mixed], labels2[~mixed])  # same run, same donor/acceptor outside the band
+
+
 @pytest.mark.slow
 def test_simulating_a_training_recipe_reproduces_the_training_sample(tiny_dataset):
     """A training sample's own (phi, chi, log_time) and seed give back that sample; other seeds give its statistics."""
