@@ -99,7 +99,7 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
     from generator.pipeline import DEFAULT_BUNDLE, RECIPE_NAMES, load_generator
 
     path = DEFAULT_BUNDLE if str(model) == "default" else Path(model)
-    if str(model) == "default" and not path.is_file() or path.is_dir():
+    if (str(model) == "default" and not path.is_file()) or path.is_dir():
         generator = load_generator(model, kind=kind)  # raises the toolkit's message for a missing default
         return ModelRecord(
             n_phases=int(generator.n_phases), volume_shape=tuple(generator.volume_shape),
@@ -575,6 +575,9 @@ def verify_study(
     chosen = top_trials(study, top_k)
     recipes = [_trial_recipe(t) for _, t in chosen]
     record = read_model_record(model or spec.generator, kind=kind if model else (kind or spec.kind))
+    missing = [n for n in RECIPE if n not in record.recipe_names]
+    if missing:
+        raise InvalidInputError(f"model: its feature predictor gives no {missing[0]}; verification needs phi, chi and log_time")
     settings = simulation_settings(record, preset)
     table = record.descriptor_table
     names = spec.descriptor_names()
