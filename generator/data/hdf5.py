@@ -161,3 +161,30 @@ def simulation_record(paths: list[str | os.PathLike[str]]) -> dict[str, Any] | N
     if not records or any(r["ch_parameters"] != records[0]["ch_parameters"] for r in records):
         return None
     return records[0]
+
+
+def simulation_record(files: str | os.PathLike[str] | list[str | os.PathLike[str]]) -> dict[str, Any] | None:
+    """How a dataset was simulated, to re-run the simulator (recipe verification).
+
+    Parameters
+    ----------
+    files
+        One dataset file or the files of a dataset.
+
+    Returns
+    -------
+    dict or None
+        ``{"preset": name, "ch_parameters": CHParameters fields, "n_phases": 2|3}``
+        from the root attributes, or ``None`` for files that are not ours (e.g.
+        MicroGen3D's) or whose files disagree.
+    """
+    paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    records = []
+    for path in paths:
+        attrs = read_root_attributes(path)
+        if attrs.get("format") != FORMAT or not isinstance(attrs.get("ch_parameters"), dict):
+            return None
+        records.append({"preset": attrs.get("preset"), "ch_parameters": attrs["ch_parameters"], "n_phases": int(attrs["n_phases"])})
+    if not records or any(r != records[0] for r in records[1:]):
+        return None
+    return records[0]

@@ -174,3 +174,18 @@ def test_bad_output_paths_leave_nothing(tmp_path):
     with pytest.raises(InvalidInputError, match="n_phases must be 2 or 3"):
         simulate_dataset(_mini(), tmp_path / "x.h5", n_phases=4, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_simulation_record_lets_the_simulator_be_rerun(tmp_path):
+    from generator.data.hdf5 import simulation_record
+    from generator.physics.cahn_hilliard import CHParameters
+
+    out = simulate_dataset(_mini(), tmp_path / "a.h5", n_phases=3, progress=False)
+    record = simulation_record(out)
+    assert record["preset"] == "tiny" and record["n_phases"] == 3
+    assert CHParameters.model_validate(record["ch_parameters"]) == _mini().ch
+    assert simulation_record([out, out]) == record
+    foreign = tmp_path / "part_0.h5"
+    with h5py.File(foreign, "w") as h5:
+        h5["x"] = np.zeros((1, 4, 4, 4))
+    assert simulation_record([foreign]) is None
