@@ -141,28 +141,6 @@ def finished_series(path: str | os.PathLike[str]) -> dict[int, int]:
     return counts
 
 
-def simulation_record(paths: list[str | os.PathLike[str]]) -> dict[str, Any] | None:
-    """How the dataset in ``paths`` was simulated, from their root attributes (for a generator bundle).
-
-    Returns
-    -------
-    dict or None
-        ``{"preset", "n_phases", "ch_parameters"}`` (the latter a dict of
-        :class:`~generator.physics.cahn_hilliard.CHParameters` fields) when every
-        file is one of our datasets with the same simulator parameters; ``None``
-        otherwise (e.g. MicroGen3D's ``part_*.h5`` files).
-    """
-    records = []
-    for path in paths:
-        attrs = read_root_attributes(path)
-        if attrs.get("format") != FORMAT or not isinstance(attrs.get("ch_parameters"), dict):
-            return None
-        records.append({"preset": attrs.get("preset"), "n_phases": attrs.get("n_phases"), "ch_parameters": attrs["ch_parameters"]})
-    if not records or any(r["ch_parameters"] != records[0]["ch_parameters"] for r in records):
-        return None
-    return records[0]
-
-
 def simulation_record(files: str | os.PathLike[str] | list[str | os.PathLike[str]]) -> dict[str, Any] | None:
     """How a dataset was simulated, to re-run the simulator (recipe verification).
 
