@@ -10,8 +10,8 @@ The study layout it reads is the one :mod:`inverse.search` writes (trial user
 attributes ``status``, ``conditions``, ``feasibility``, ``measured_mean``,
 ``measured_std``, ``recipe_mean``, ``recipe_std``, ``score``, ``artifact_id``;
 study user attributes ``spec``, ``condition_names``, ``descriptor_scales``),
-plus the optional trial attribute :data:`VERIFICATION_KEY` (see
-``docs/dashboard.md``).
+plus the study attribute :data:`VERIFICATION_KEY` that ``microdesign verify``
+writes (``docs/verification.md``).
 """
 
 from __future__ import annotations
@@ -42,10 +42,8 @@ from inverse.spec import Target
 STORAGE_ENV = "MICRODESIGN_STORAGE"
 RUNS_DIR_ENV = "MICRODESIGN_RUNS_DIR"
 
-#: Study user attribute holding the recipe-verification results (``microdesign verify``):
-#: ``{"<trial number>": {"recipe", "n_runs", "measured_mean", "measured_std", "score", "meets_targets"}}``.
-#: (Finished trials cannot take new attributes, so the results live on the study; a trial
-#: attribute of the same name, holding one such record, is read too.)
+#: Study user attribute holding the recipe-verification results of ``microdesign verify``
+#: (:data:`inverse.verify.VERIFICATION_ATTR`; schema in ``docs/verification.md``).
 VERIFICATION_KEY = "verification"
 
 #: Seconds after which a cached study table is reloaded even if its trial counts did not change.
@@ -108,8 +106,8 @@ def study_names(url: str) -> list[str]:
     return [s.study_name for s in open_rdb(url).get_all_studies()]
 
 
-def study_version(url: str, name: str) -> tuple[int, int, int, int, int]:
-    """Cheap fingerprint of a study's progress: (trials, complete, failed, study attributes, verified recipes)."""
+def study_version(url: str, name: str) -> tuple[int, int, int, int, str]:
+    """Cheap fingerprint of a study's progress: (trials, complete, failed, study attributes, last verification)."""
     rdb = open_rdb(url)
     sid = rdb.get_study_id_from_name(name)
     attrs = rdb.get_study_user_attrs(sid)
@@ -119,7 +117,7 @@ def study_version(url: str, name: str) -> tuple[int, int, int, int, int]:
         rdb.get_n_trials(sid, state=_STATES.COMPLETE),
         rdb.get_n_trials(sid, state=_STATES.FAIL),
         len(attrs),
-        len(verified) if isinstance(verified, dict) else 0,
+        str(verified.get("updated", "")) if isinstance(verified, dict) else "",
     )
 
 
@@ -347,38 +345,57 @@ def filter_recipes(
     return out.reset_index(drop=True)
 
 
-def verification_table(data: StudyData) -> pd.DataFrame:
-    """One row per verified trial (:data:`VERIFICATION_KEY`; schema: ``docs/dashboard.md``).
+def verification_records(data: StudyData) -> dict[int, dict[str, Any]]:
+    """``{trial number: record}`` of the study's verification attribute (``docs/verification.md``)."""
+    stored = data.user_attrs.get(VERIFICATION_KEY)
+    trials = stored.get("trials") if isinstance(stored, dict) else None
+    return {int(k): r for k, r in (trials or {}).items() if isinstance(r, dict)}
 
-    Columns: ``trial``, ``rank``, ``generated_mismatch`` (the study's score),
-    ``verified_mismatch``, ``meets_targets``, ``n_runs``, ``<recipe>`` for each
-    simulated recipe variable, and per target descriptor ``<d>_generated``
-    (measured on the generated volumes), ``<d>_verified`` and
-    ``<d>_verified_std`` (measured on the simulated ones).
+
+def verified_descriptors(data: StudyData) -> list[str]:
+    """The descriptors a verification reported (its ``descriptors``, else the spec's)."""
+    stored = data.user_attrs.get(VERIFICATION_KEY)
+    names = stored.get("descriptors") if isinstance(stored, dict) else None
+    return list(names or data.descriptor_names)
+
+
+def verification_table(data: StudyData) -> pd.DataFrame:
+    """One row per verified trial (``microdesign verify``), in trial order.
+
+    Columns: ``trial``, ``rank`` (when verified), ``generated_mismatch`` and
+    ``verified_mismatch`` (the study's score on the generated and on the
+    simulated volumes), ``meets_targets``, ``generated_meets_targets``,
+    ``fraction_meeting``, ``n_runs``, ``below_spinodal``, ``outside_training``,
+    ``time``, the simulated recipe (``phi``, ``chi``, ``log_time``), and per
+    reported descriptor ``<d>_generated``, ``<d>_verified`` and ``<d>_verified_std``.
     """
-    ranks = dict(zip(data.recipes.get("trial", []), data.recipes.get("rank", [])))
-    on_study = data.user_attrs.get(VERIFICATION_KEY)
-    on_study = on_study if isinstance(on_study, dict) else {}
+    numbers = {t.number: t for t in data.trials}
+    names = verified_descriptors(data)
     rows = []
-    for t in data.trials:
-        v = on_study.get(str(t.number), t.user_attrs.get(VERIFICATION_KEY))
-        if not isinstance(v, dict):
-            continue
+    for number, r in sorted(verification_records(data).items()):
+        attrs = numbers[number].user_attrs if number in numbers else {}
         row: dict[str, Any] = {
-            "trial": t.number,
-            "rank": ranks.get(t.number, np.nan),
-            "generated_mismatch": t.user_attrs.get("score", np.nan),
-            "verified_mismatch": v.get("score", np.nan),
-            "meets_targets": v.get("meets_targets"),
-            "n_runs": v.get("n_runs", np.nan),
+            "trial": number,
+            "rank": r.get("rank"),
+            "generated_mismatch": r.get("generated_score", attrs.get("score")),
+            "verified_mismatch": r.get("score"),
+            "meets_targets": r.get("meets_targets"),
+            "generated_meets_targets": r.get("generated_meets_targets"),
+            "fraction_meeting": r.get("fraction_meeting"),
+            "n_runs": r.get("n_runs"),
+            "below_spinodal": r.get("below_spinodal"),
+            "outside_training": ", ".join(r.get("outside_training") or []),
+            "time": r.get("time"),
+            **(r.get("recipe") or {}),
         }
-        row.update({name: value for name, value in (v.get("recipe") or {}).items()})
-        for name in data.descriptor_names or list(v.get("measured_mean") or {}):
-            row[f"{name}_generated"] = t.user_attrs.get("measured_mean", {}).get(name, np.nan)
-            row[f"{name}_verified"] = (v.get("measured_mean") or {}).get(name, np.nan)
-            row[f"{name}_verified_std"] = (v.get("measured_std") or {}).get(name, np.nan)
+        for name in names:
+            row[f"{name}_generated"] = attrs.get("measured_mean", {}).get(name)
+            row[f"{name}_verified"] = (r.get("simulated_mean") or {}).get(name)
+            row[f"{name}_verified_std"] = (r.get("simulated_std") or {}).get(name)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    floats = [c for c in table.columns if c.endswith(("_generated", "_verified", "_verified_std", "_mismatch"))]
+    return table.astype({c: float for c in floats})
 
 
 # ----------------------------------------------------------------------------- artifacts
@@ -394,7 +411,7 @@ class TrialSamples:
     descriptors
         ``(n, n_descriptors)`` measured descriptors per volume.
     recipes
-        ``(n, n_recipe)`` predicted recipe per volume.
+        ``(n, n_recipe)`` predicted recipe per volume (no columns for simulated volumes).
     """
 
     labels: np.ndarray
@@ -409,7 +426,7 @@ def artifact_folder(data: StudyData, runs_dir: Path) -> Path:
 
 @st.cache_data(show_spinner="Loading microstructures ...", max_entries=32)
 def trial_samples(folder: str, artifact_id: str) -> TrialSamples:
-    """Read one trial's ``.npz`` artifact from the artifact store in ``folder``.
+    """Read a ``.npz`` of microstructures (a trial's, or a verification's) from the artifact store in ``folder``.
 
     Raises
     ------
@@ -427,7 +444,8 @@ def trial_samples(folder: str, artifact_id: str) -> TrialSamples:
             return TrialSamples(
                 labels=np.asarray(npz["labels"], dtype=np.uint8),
                 descriptors=pd.DataFrame(npz["descriptors"], columns=[str(c) for c in npz["descriptor_names"]]),
-                recipes=pd.DataFrame(npz["recipes"], columns=[str(c) for c in npz["recipe_names"]]),
+                recipes=pd.DataFrame(npz["recipes"], columns=[str(c) for c in npz["recipe_names"]])
+                if "recipes" in npz.files else pd.DataFrame(index=range(len(npz["labels"]))),
             )
 
 

@@ -35,34 +35,52 @@ class TinyStudies:
 
 
 def _add_verification(studies: TinyStudies) -> None:
-    """Store a verification record (``docs/dashboard.md`` schema) for the best trial of the multi-objective study.
+    """Store a verification of the best trial of the multi-objective study, in ``docs/verification.md``'s schema.
 
-    ``microdesign verify`` (issue 7) will write these from Cahn-Hilliard runs
-    of the recipe; here the "verified" descriptors are those measured on the
-    trial's first saved volume, scored with inverse's own functions, so the
-    page is tested on real numbers.
+    ``microdesign verify`` writes these from Cahn-Hilliard runs of the recipe
+    (about a minute per recipe here, too slow for this fixture); this stand-in
+    takes the trial's first saved volume as the one "simulated" run, measured
+    and scored with inverse's own functions, so the page shows real numbers.
     """
+    from optuna.artifacts import upload_artifact
+
     from dashboards import _data
     from inverse.evaluation import score, target_distances
     from inverse.recipes import study_recipes
     from inverse.spec import Target
-    from inverse.storage import artifact_dir
+    from inverse.storage import artifact_dir, artifact_store
 
     study = studies.load(studies.multi)
     best = study_recipes(study).iloc[0]
     trial = study.trials[int(best["trial"])]
     folder = str(artifact_dir(studies.multi, studies.url, studies.runs_dir))
-    first = _data.trial_samples(folder, trial.user_attrs["artifact_id"]).descriptors.iloc[0]
-    targets = {n: Target(**v) for n, v in study.user_attrs["spec"]["targets"].items()}
+    saved = _data.trial_samples(folder, trial.user_attrs["artifact_id"])
+    first = saved.descriptors.iloc[0]
+    spec = study.user_attrs["spec"]
+    names = list(spec["targets"]) + [o["descriptor"] for o in spec["objectives"]]
+    targets = {n: Target(**v) for n, v in spec["targets"].items()}
     distances = target_distances(first.to_dict(), targets, study.user_attrs["descriptor_scales"])
-    study.set_user_attr(_data.VERIFICATION_KEY, {str(trial.number): {
-        "recipe": trial.user_attrs["recipe_mean"],
-        "n_runs": 1,
-        "measured_mean": {k: float(v) for k, v in first.items()},
-        "measured_std": {k: 0.0 for k in first.index},
-        "score": score(distances),
-        "meets_targets": score(distances) == 0.0,
-    }})
+    npz = studies.runs_dir / "simulated.npz"
+    np.savez_compressed(npz, labels=saved.labels[:1], seeds=np.array([100_000]),
+                        descriptor_names=np.array(saved.descriptors.columns, dtype=str), descriptors=saved.descriptors.to_numpy()[:1])
+    artifact_id = upload_artifact(artifact_store=artifact_store(studies.multi, studies.url, studies.runs_dir),
+                                  file_path=str(npz), study_or_trial=study)
+    record = {
+        "schema": 1, "rank": 1, "recipe": trial.user_attrs["recipe_mean"], "steps": 231, "time": 23.1,
+        "seeds": [100_000], "n_runs": 1, "preset": "tiny", "n_phases": 2,
+        "simulated_mean": {k: float(v) for k, v in first.items()},
+        "simulated_std": {k: 0.0 for k in first.index},
+        "simulated_samples": {n: [float(first[n])] for n in names},
+        "target_distance": distances, "score": score(distances), "meets_targets": score(distances) == 0.0,
+        "fraction_meeting": float(score(distances) == 0.0),
+        "generated_score": trial.user_attrs["score"], "generated_meets_targets": trial.user_attrs["score"] == 0.0,
+        "below_spinodal": False, "outside_training": ["log_time"], "nearest_training_recipe": None,
+        "artifact_id": artifact_id, "verified_at": "2026-11-25T17:30:00+00:00",
+    }
+    study.set_user_attr(_data.VERIFICATION_KEY, {
+        "schema": 1, "simulation": {"preset": "tiny", "source": "preset", "n_phases": 2}, "descriptors": names,
+        "updated": "2026-11-25T17:30:00+00:00", "trials": {str(trial.number): record},
+    })
 
 
 @pytest.fixture(scope="session")

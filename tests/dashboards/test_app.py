@@ -169,16 +169,24 @@ def test_verification_page(open_app, tiny_studies):
     from dashboards import _data
 
     study = tiny_studies.load(tiny_studies.multi)
-    (number, record), = study.user_attrs[_data.VERIFICATION_KEY].items()
+    (number, record), = study.user_attrs[_data.VERIFICATION_KEY]["trials"].items()
     at = open_app(tiny_studies.multi, "verification")
     assert metrics(at)["Verified recipes"] == "1"
     assert metrics(at)["Meet the targets when simulated"] == str(int(record["meets_targets"]))
+    assert metrics(at)["Best verified mismatch"] == f"{record['score']:.4g}"
+    assert "Trial {}: recipe outside the training range in log_time.".format(number) in [c.value for c in at.caption]
     table = at.dataframe[0].value
     assert table["trial"].tolist() == [int(number)]
     assert table["verified_mismatch"][0] == pytest.approx(record["score"])
-    assert table["CT_f_D_tort1_verified"][0] == pytest.approx(record["measured_mean"]["CT_f_D_tort1"])
-    assert table["CT_f_D_tort1_generated"][0] == pytest.approx(study.trials[int(number)].user_attrs["measured_mean"]["CT_f_D_tort1"])
-    assert len(plotly_figures(at)) == 1
+    assert table["generated_mismatch"][0] == pytest.approx(study.trials[int(number)].user_attrs["score"])
+    for name in ("CT_f_D_tort1", "STAT_e"):
+        assert table[f"{name}_verified"][0] == pytest.approx(record["simulated_mean"][name])
+        assert table[f"{name}_generated"][0] == pytest.approx(study.trials[int(number)].user_attrs["measured_mean"][name])
+    summary, kde_tort, kde_interface, slices = plotly_figures(at)
+    simulated = trace(summary, "simulated (verified)")
+    np.testing.assert_allclose(simulated["y"], [record["simulated_mean"]["CT_f_D_tort1"]])
+    assert [t["name"] for t in kde_tort["data"]] == [f"generated (trial {number})", "simulated"]
+    assert [t["type"] for t in slices["data"]] == ["heatmap"] * 3
 
     at = open_app(tiny_studies.single, "verification")
     assert "has been verified yet" in at.info[0].value
