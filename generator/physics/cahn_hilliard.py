@@ -38,6 +38,7 @@ snapshot is ``log10(t)`` (:func:`time_to_log_time`); to re-run a recipe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -110,6 +111,22 @@ class CHParameters(BaseModel):
     def steps_for_log_time(self, log_time: float) -> int:
         """Number of steps that reaches ``log_time`` (inverse of the ``log_time`` attribute)."""
         return max(1, round(log_time_to_time(log_time) / self.dt))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` torch intra-op threads (``None``: unchanged), restoring the count after.
+
+    On a small, shared machine (or under ``pytest -n 2``) one thread per process
+    avoids the stalls of several threads waiting on each other for every small op.
+    """
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def time_to_log_time(t: float | np.ndarray) -> float | np.ndarray:

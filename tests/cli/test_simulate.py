@@ -8,7 +8,14 @@ import sys
 import h5py
 import pytest
 
+from generator.physics.cahn_hilliard import torch_threads
 from inverse.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    with torch_threads(1):  # the 2-core CI runs two pytest workers
+        yield
 
 
 def _microdesign(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -22,7 +29,7 @@ def _microdesign(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-FAST = ("--grid", "16x16x8", "--steps", "120", "--quiet")
+FAST = ("--grid", "16x16x8", "--steps", "120", "--threads", "1", "--quiet")
 
 
 def test_readme_command_creates_the_runs_folder(tmp_path, monkeypatch, capsys):
@@ -49,6 +56,7 @@ def test_readme_command_creates_the_runs_folder(tmp_path, monkeypatch, capsys):
         (("--phases", "4"), "--phases must be 2 or 3"),
         (("--grid", "16x16x8x2"), "--grid takes XxYxZ"),
         (("--device", "tpu"), "--device must be cpu or cuda"),
+        (("--threads", "0"), "--threads must be at least 1"),
     ],
 )
 def test_bad_input_gives_one_line_error_and_no_file(tmp_path, monkeypatch, capsys, args, message):
