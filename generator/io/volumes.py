@@ -8,8 +8,8 @@ Volumes are numpy arrays indexed ``(x, y, z)``. Formats:
 * ``.vti`` -- VTK XML ImageData, opened by ParaView. Written by hand (no VTK
   dependency): one scalar array named ``volume`` as point data (default, one
   point per voxel) or cell data, in ``raw`` appended binary (default) or
-  inline ``base64``. The reader also takes ``ascii`` arrays and zlib-compressed
-  files as ParaView writes them. x varies fastest, as VTK expects.
+  inline ``base64``. The reader also takes what VTK/ParaView write: ``ascii``,
+  inline or appended base64, and zlib-compressed arrays. x varies fastest, as VTK expects.
 * ``.tif`` -- a multi-page TIFF stack (tifffile), one page per z layer, each
   page a ``(y, x)`` image, as ImageJ/Fiji show it. The shape is kept.
 """
@@ -17,6 +17,8 @@ Volumes are numpy arrays indexed ``(x, y, z)``. Formats:
 from __future__ import annotations
 
 import base64
+import binascii
+import math
 import os
 import xml.etree.ElementTree as ET
 import zlib
@@ -236,8 +238,9 @@ def _read_vti(data: bytes, path: Path) -> np.ndarray:
     if fmt == "ascii":
         values = np.array((element.text or "").split(), dtype=dtype)
     else:
+        encoded = True
         if fmt == "binary":
-            raw = base64.b64decode("".join((element.text or "").split()), validate=False)
+            raw = "".join((element.text or "").split()).encode("ascii")
         elif fmt == "appended":
             if appended_at < 0:
                 raise FileFormatError(f"{path}: array is appended but the file has no AppendedData (truncated?)")
@@ -245,12 +248,11 @@ def _read_vti(data: bytes, path: Path) -> np.ndarray:
             start = data.find(b"_", tag_end) + 1
             if tag_end < 0 or start <= 0:
                 raise FileFormatError(f"{path}: malformed AppendedData (truncated?)")
-            if b'encoding="base64"' in data[appended_at:tag_end]:
-                raise FileFormatError(f"{path}: base64-encoded AppendedData is not supported; use raw")
+            encoded = b'encoding="base64"' in data[appended_at:tag_end]
             raw = data[start + int(element.get("offset", "0")):]
         else:
             raise FileFormatError(f"{path}: unknown DataArray format {fmt!r}")
-        payload = _decode_vtk_block(raw, header_type, compressed, path)
+        payload = _decode_vtk_block(raw, header_type, compressed, encoded, path)
         if len(payload) < count * dtype.itemsize:
             raise FileFormatError(f"{path}: data array holds {len(payload)} bytes, expected {count * dtype.itemsize} (truncated file?)")
         values = np.frombuffer(payload, dtype=dtype, count=count)
@@ -259,28 +261,40 @@ def _read_vti(data: bytes, path: Path) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="), copy=True).reshape(shape, order="F")
 
 
-def _decode_vtk_block(raw: bytes, header_type: np.dtype, compressed: bool, path: Path) -> bytes:
+def _decode_vtk_block(raw: bytes, header_type: np.dtype, compressed: bool, encoded: bool, path: Path) -> bytes:
+    """The bytes of one VTK data block: ``[header][data]``, raw or base64, plain or zlib blocks.
+
+    VTK base64-encodes an uncompressed block's header and data together, but a
+    compressed block's header and its data separately; ``read(start, n)``
+    returns ``n`` decoded bytes from byte (raw) or character (base64) ``start``.
+    """
     size = header_type.itemsize
+
+    def read(start: int, n: int) -> bytes:
+        if not encoded:
+            chunk = raw[start:start + n]
+        else:
+            text = raw[start:start + 4 * math.ceil(n / 3)]
+            try:
+                chunk = base64.b64decode(text + b"=" * (-len(text) % 4), validate=False)[:n]
+            except (ValueError, binascii.Error) as exc:
+                raise FileFormatError(f"{path}: corrupt base64 data ({exc})") from exc
+        if len(chunk) < n:
+            raise FileFormatError(f"{path}: data block holds {len(chunk)} of {n} bytes (truncated file?)")
+        return chunk
+
+    def header(n: int) -> np.ndarray:
+        return np.frombuffer(read(0, n * size), dtype=header_type).astype(np.int64)
+
     if not compressed:
-        if len(raw) < size:
-            raise FileFormatError(f"{path}: data block header is truncated")
-        nbytes = int(np.frombuffer(raw[:size], dtype=header_type)[0])
-        body = raw[size:size + nbytes]
-        if len(body) < nbytes:
-            raise FileFormatError(f"{path}: data block holds {len(body)} of {nbytes} bytes (truncated file?)")
-        return body
-    if len(raw) < 3 * size:
-        raise FileFormatError(f"{path}: compressed data header is truncated")
-    n_blocks = int(np.frombuffer(raw[:size], dtype=header_type)[0])
+        nbytes = int(header(1)[0])
+        return read(0, size + nbytes)[size:] if encoded else read(size, nbytes)
+    n_blocks = int(header(1)[0])
+    sizes = header(3 + n_blocks)[3:]
     head_len = (3 + n_blocks) * size
-    if len(raw) < head_len:
-        raise FileFormatError(f"{path}: compressed data header is truncated")
-    sizes = np.frombuffer(raw[3 * size:head_len], dtype=header_type).astype(np.int64)
-    offsets = head_len + np.concatenate([[0], np.cumsum(sizes)])
-    if offsets[-1] > len(raw):
-        raise FileFormatError(f"{path}: compressed data is truncated")
+    body = read(4 * math.ceil(head_len / 3) if encoded else head_len, int(sizes.sum()))
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
     try:
-        return b"".join(zlib.decompress(raw[offsets[i]:offsets[i + 1]]) for i in range(n_blocks))
+        return b"".join(zlib.decompress(body[offsets[i]:offsets[i + 1]]) for i in range(n_blocks))
     except zlib.error as exc:
         raise FileFormatError(f"{path}: corrupt compressed data ({exc})") from exc
-

@@ -119,3 +119,64 @@ def test_bool_volume_is_stored_as_uint8(tmp_path):
     back = read_volume(write_volume(tmp_path / "v.vti", volume))
     assert back.dtype == np.uint8
     np.testing.assert_array_equal(back, volume.astype(np.uint8))
+
+
+def _vti_file(path, array_xml: bytes, tail: bytes = b"", compressor: bytes = b"") -> None:
+    path.write_bytes(
+        b'<?xml version="1.0"?><VTKFile type="ImageData" version="1.0" byte_order="LittleEndian" header_type="UInt64"'
+        + compressor + b'><ImageData WholeExtent="0 3 0 2 0 1" Origin="0 0 0" Spacing="1 1 1"><Piece Extent="0 3 0 2 0 1">'
+        b'<PointData Scalars="v">' + array_xml + b"</PointData></Piece></ImageData>" + tail + b"</VTKFile>"
+    )
+
+
+def test_vti_reads_base64_layouts_that_vtk_writes(tmp_path):
+    """VTK encodes an uncompressed block's header and data together, a compressed block's separately."""
+    import base64
+    import zlib
+
+    volume = np.arange(24, dtype=np.float64).reshape((4, 3, 2), order="F") / 7
+    raw = volume.ravel(order="F").tobytes()
+    # appended, base64, uncompressed: '_' + b64(header + data)
+    block = base64.b64encode(np.array([len(raw)], "<u8").tobytes() + raw)
+    _vti_file(tmp_path / "a.vti", b'<DataArray type="Float64" Name="v" format="appended" offset="0"/>',
+              b'<AppendedData encoding="base64">_' + block + b"</AppendedData>")
+    np.testing.assert_array_equal(read_volume(tmp_path / "a.vti"), volume)
+    # inline binary, zlib in two blocks: b64(header) + b64(block1 + block2)
+    blocks = [zlib.compress(raw[:128]), zlib.compress(raw[128:])]
+    header = np.array([2, 128, len(raw) - 128, *map(len, blocks)], "<u8").tobytes()
+    text = base64.b64encode(header) + base64.b64encode(b"".join(blocks))
+    _vti_file(tmp_path / "b.vti", b'<DataArray type="Float64" Name="v" format="binary">' + text + b"</DataArray>",
+              compressor=b' compressor="vtkZLibDataCompressor"')
+    np.testing.assert_array_equal(read_volume(tmp_path / "b.vti"), volume)
+    _vti_file(tmp_path / "c.vti", b'<DataArray type="Float64" Name="v" format="binary">' + text[:-20] + b"</DataArray>",
+              compressor=b' compressor="vtkZLibDataCompressor"')
+    with pytest.raises(FileFormatError, match="truncated"):
+        read_volume(tmp_path / "c.vti")
+
+
+def test_vti_interoperates_with_vtk_when_installed(tmp_path):
+    vtk = pytest.importorskip("vtk")
+    from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+    volume = np.random.default_rng(3).random((9, 7, 5)).astype(np.float32)
+    for cell_data in (False, True):
+        for encoding in ("raw", "base64"):
+            path = write_volume(tmp_path / f"ours_{cell_data}_{encoding}.vti", volume, cell_data=cell_data, encoding=encoding)
+            reader = vtk.vtkXMLImageDataReader()
+            reader.SetFileName(str(path))
+            reader.Update()
+            image = reader.GetOutput()
+            arrays = image.GetCellData() if cell_data else image.GetPointData()
+            dims = [d - 1 for d in image.GetDimensions()] if cell_data else list(image.GetDimensions())
+            back = vtk_to_numpy(arrays.GetArray("volume")).reshape(dims[::-1]).transpose(2, 1, 0)
+            np.testing.assert_array_equal(back, volume)
+    image = vtk.vtkImageData()
+    image.SetDimensions(*volume.shape)
+    scalars = numpy_to_vtk(volume.transpose(2, 1, 0).ravel(), deep=True)
+    scalars.SetName("v")
+    image.GetPointData().SetScalars(scalars)
+    writer = vtk.vtkXMLImageDataWriter()  # VTK's defaults: appended, base64, zlib
+    writer.SetFileName(str(tmp_path / "vtk.vti"))
+    writer.SetInputData(image)
+    writer.Write()
+    np.testing.assert_array_equal(read_volume(tmp_path / "vtk.vti"), volume)
