@@ -60,7 +60,8 @@ def test_preset_is_needed_without_a_record_and_must_match_the_grid(tiny_dataset)
 
 def test_bad_recipes_are_rejected_before_simulating(tiny_dataset):
     settings = verify.simulation_settings(_record(tiny_dataset))
-    assert list(verify.check_recipes([[0.5, 3.0, 1.0], [0.5, 3.0, np.log10(30.0)]], settings)) == [100, 300]
+    dt = settings.ch.dt
+    assert list(verify.check_recipes([[0.5, 3.0, 1.0], [0.5, 3.0, np.log10(30.0)]], settings)) == [round(10 / dt), round(30 / dt)]
     for recipe, message in (([1.2, 3.0, 1.0], "phi=1.2"), ([0.5, np.nan, 1.0], "non-finite"), ([0.5, 3.0, 4.0], "--max-steps")):
         with pytest.raises(InvalidInputError, match=message):
             verify.check_recipes([recipe], settings)
