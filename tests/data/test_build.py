@@ -189,3 +189,13 @@ def test_simulation_record_lets_the_simulator_be_rerun(tmp_path):
     with h5py.File(foreign, "w") as h5:
         h5["x"] = np.zeros((1, 4, 4, 4))
     assert simulation_record([foreign]) is None
+
+
+def test_two_dimensional_presets_store_x_y_1_volumes(tmp_path):
+    from generator.data import MicrostructureDataset
+
+    preset = _mini(n_phi0=2, n_chi=1, ch={"shape": (24, 16), "dt": 0.1, "steps": 100, "n_snapshots": 2, "first_snapshot_time": 8.0})
+    out = simulate_dataset(preset, tmp_path / "flat.h5", progress=False)
+    assert read_root_attributes(out)["volume_shape"] == [24, 16, 1]
+    data = MicrostructureDataset(out, ["phi"])
+    assert len(data) == 4 and data[0][0].shape == (1, 24, 16, 1)
