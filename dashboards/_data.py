@@ -37,14 +37,15 @@ from inverse import storage as storage_mod
 from inverse.recipes import pareto_mask, study_recipes
 from inverse.search import MEASURED
 from inverse.spec import Target
+from inverse.verify import VERIFICATION_ATTR
 
 #: Environment variables read when the app is started without ``-- --storage URL`` / ``--runs-dir DIR``.
 STORAGE_ENV = "MICRODESIGN_STORAGE"
 RUNS_DIR_ENV = "MICRODESIGN_RUNS_DIR"
 
 #: Study user attribute holding the recipe-verification results of ``microdesign verify``
-#: (:data:`inverse.verify.VERIFICATION_ATTR`; schema in ``docs/verification.md``).
-VERIFICATION_KEY = "verification"
+#: (schema in ``docs/verification.md``).
+VERIFICATION_KEY = VERIFICATION_ATTR
 
 #: Seconds after which a cached study table is reloaded even if its trial counts did not change.
 STUDY_TTL_S = 120
