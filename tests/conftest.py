@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Each xdist worker gets one core of its own: torch's default of one thread
+    # per core makes workers fight over the cores and runs ~10x slower.
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MICRODESIGN_SHARED", REPO.parent / "shared"))
 GRASPI_REFERENCE = SHARED / "graspi_reference"

@@ -11,6 +11,13 @@ from pathlib import Path
 from generator.errors import FileFormatError
 
 
+def _current_umask() -> int:
+    """Return the process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path`` and move it into place on success.
@@ -47,6 +54,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
