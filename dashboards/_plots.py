@@ -280,9 +280,12 @@ def verification_figure(table: pd.DataFrame, names: Sequence[str], intervals: Ma
                                  marker=dict(color="#e76f51", size=10, symbol="diamond"), showlegend=col == 1), row=1, col=col)
         if name in intervals:
             lo, hi = intervals[name]
-            values = table[[f"{name}_generated", f"{name}_verified"]].to_numpy(dtype=float)
-            finite = values[np.isfinite(values)]
-            y0 = lo if np.isfinite(lo) else (finite.min() if len(finite) else 0.0)
-            y1 = hi if np.isfinite(hi) else (finite.max() if len(finite) else 1.0)
+            values = table[[f"{name}_generated", f"{name}_verified"]].to_numpy(dtype=float).ravel()
+            shown = np.concatenate([values, [e for e in (lo, hi) if np.isfinite(e)]])
+            shown = shown[np.isfinite(shown)]
+            bottom, top = (shown.min(), shown.max()) if len(shown) else (0.0, 1.0)
+            pad = 0.1 * (top - bottom) if top > bottom else 0.05 * max(abs(top), 1.0)
+            y0 = lo if np.isfinite(lo) else bottom - pad
+            y1 = hi if np.isfinite(hi) else top + pad
             fig.add_hrect(y0=y0, y1=y1, fillcolor="#2a9d8f", opacity=0.15, line_width=0, row=1, col=col)
-    return _layout(fig, height=380)
+    return _layout(fig, height=400, legend=dict(orientation="h", x=0.0, y=-0.15, yanchor="top"))

@@ -140,3 +140,13 @@ def test_missing_artifact_is_a_clear_error(tmp_path):
 
     with pytest.raises(MicrodesignError, match="--runs-dir"):
         _data.trial_samples(str(tmp_path), "0123-missing")
+
+
+def test_verification_band_of_a_one_sided_target_lies_above_its_bound():
+    table = pd.DataFrame({"trial": [4, 5], "d_generated": [0.43, 0.41], "d_verified": [0.23, 0.21], "d_verified_std": [0.04, 0.02]})
+    figure = _plots.verification_figure(table, ["d"], {"d": (0.6, np.inf)})
+    (band,) = figure.layout.shapes
+    assert band.y0 == 0.6 and band.y1 > 0.6
+    figure = _plots.verification_figure(table, ["d"], {"d": (-np.inf, 0.3)})
+    (band,) = figure.layout.shapes
+    assert band.y1 == 0.3 and band.y0 < 0.21
