@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,24 @@ def make_bundle(
     }
 
 
+class NonFiniteOutputError(CheckpointError):
+    """A network of a loaded model returned NaN or infinite values (corrupt or diverged weights)."""
+
+
+def zip_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a ``torch.save`` file (a zip archive) is damaged, or ``None`` when every member passes its CRC check.
+
+    ``torch.load`` notices a truncated file but loads flipped bytes in tensor
+    data silently; the zip CRCs catch both.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None if bad is None else f"bad CRC in {bad}"
+
+
 def save_bundle(bundle: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``bundle`` to ``path`` atomically; returns the path."""
     path = Path(path)
@@ -146,6 +165,9 @@ def read_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
         raise FileFormatError(f"model: {path} is not a readable generator bundle ({str(exc).splitlines()[0][:120]})") from None
+    problem = zip_problem(path)
+    if problem is not None:
+        raise FileFormatError(f"model: {path} is corrupt ({problem})")
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         raise FileFormatError(f"model: {path} is not a microdesign generator bundle")
     if bundle.get("format_version") != FORMAT_VERSION:
@@ -218,7 +240,10 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
     latent_std = norm["latent_std"].to(device).view(1, -1, 1, 1, 1)
 
     def decoder(z: torch.Tensor) -> torch.Tensor:
-        return vae.logits_to_labels(vae.decode(z * latent_std + latent_mean))
+        logits = vae.decode(z * latent_std + latent_mean)
+        if not bool(torch.isfinite(logits).all()):
+            raise NonFiniteOutputError(f"model: the VAE decoder of {path} returned non-finite (NaN/inf) logits")
+        return vae.logits_to_labels(logits)
 
     return Generator(
         decoder=decoder,

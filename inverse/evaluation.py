@@ -84,14 +84,18 @@ def measure(
     Raises
     ------
     GenerationFailed
-        NaN or inf in the generator's latents or predictions, or no volume.
+        NaN or inf in the generator's latents, decoder logits or predictions, or no volume.
     """
+    from generator.checkpoint import NonFiniteOutputError
     from generator.descriptors import compute_batch
 
-    result = generator.generate(  # type: ignore[attr-defined]
-        dict(conditions), n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-        batch_size=batch_size, progress=False,
-    )
+    try:
+        result = generator.generate(  # type: ignore[attr-defined]
+            dict(conditions), n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+            batch_size=batch_size, progress=False,
+        )
+    except NonFiniteOutputError as exc:
+        raise GenerationFailed(f"{str(exc).removeprefix('model: ')} at {dict(conditions)}") from None
     latents = np.asarray(result.latents.detach().cpu().numpy() if hasattr(result.latents, "detach") else result.latents)
     if not np.all(np.isfinite(latents)):
         raise GenerationFailed(f"the generator returned non-finite latents at {dict(conditions)}")

@@ -28,6 +28,7 @@ from generator.data.hdf5 import (
     finished_series,
     open_h5,
     read_root_attributes,
+    reported_write_errors,
     sample_name,
     write_root_attributes,
     write_sample,
@@ -145,7 +146,7 @@ def simulate_dataset(preset: str | os.PathLike[str] | DatasetPreset, out: str | 
             with atomic_path(out) as tmp:
                 if have_file:
                     shutil.copyfile(out, tmp)
-                with open_h5(tmp, "a" if have_file else "w") as h5:
+                with reported_write_errors(out), open_h5(tmp, "a" if have_file else "w") as h5:
                     write_root_attributes(h5, {**root, "complete": False})
                     for snap in simulate(preset.ch, phi0[batch], chi[batch], seeds[batch], device=device, progress=progress):
                         encoded = pool.map(lambda field: _label_and_encode(field, n_phases), snap.fields)

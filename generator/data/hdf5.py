@@ -24,10 +24,12 @@ to re-run the simulator) and ``preset_json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,25 @@ def read_root_attributes(path: str | os.PathLike[str]) -> dict[str, Any]:
                 value = value.item()
             out[key] = value
         return out
+
+
+@contextlib.contextmanager
+def reported_write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Re-raise an HDF5 write failure as ``OSError(errno, strerror, path)``.
+
+    h5py reports a full disk or a file-size limit as an ``OSError`` or
+    ``RuntimeError`` (from the file's close) whose errno is only in the
+    multi-line text; the CLI needs the errno to say "no space left on device"
+    in one line. Other exceptions pass unchanged.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        match = re.search(r"errno = (\d+)", str(exc))
+        if match is None:
+            raise
+        code = int(match.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from None
 
 
 def open_h5(path: str | os.PathLike[str], mode: str = "r") -> h5py.File:

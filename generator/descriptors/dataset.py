@@ -130,7 +130,11 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
         raise FileFormatError(f"{path} is not an HDF5 file")
     workers = max(1, n_jobs or os.cpu_count() or 1)
     batch = max(1, batch_size or 8 * workers)
-    with h5py.File(path, "r") as f:
+    try:
+        first = h5py.File(path, "r")
+    except OSError as exc:
+        raise FileFormatError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}") from None
+    with first as f:
         names = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
         n_phases = _n_phases(f, names, path)
         keys = descriptor_names(n_phases)

@@ -26,8 +26,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from generator.checkpoint import make_bundle, save_bundle
-from generator.errors import InvalidInputError
+from generator.checkpoint import make_bundle, save_bundle, zip_problem
+from generator.errors import CheckpointError, InvalidInputError
 from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, LatentUNet
 from generator.training.config import TrainConfig, TrainerConfig, load_config
@@ -61,7 +61,15 @@ def _save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def check_checkpoint(path: Path) -> None:
+    """Raise :class:`CheckpointError` when a stage result or Lightning checkpoint is truncated or corrupt."""
+    problem = zip_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint: {path} is truncated or corrupt ({problem}); delete it and run again to redo that stage")
+
+
 def _load(path: Path) -> Any:
+    check_checkpoint(path)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -112,6 +120,8 @@ def fit_stage(
         default_root_dir=out_dir,
     )
     last = ckpt_dir / "last.ckpt"
+    if last.is_file():
+        check_checkpoint(last)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(does not have many workers|Experiment logs directory|exists and is not empty|isn't divisible|GPU available but not used|LeafSpec|smaller than the logging interval).*")
         lt.fit(module, train_loader, val_loader if has_val else None, ckpt_path=str(last) if last.is_file() else None)

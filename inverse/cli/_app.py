@@ -50,7 +50,8 @@ def main() -> None:
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             fail(f"no space left on device while writing {exc.filename or 'output'}; nothing was left half-written")
-        fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}")
+        # one line: some libraries (h5py) put line breaks into their messages
+        fail(" ".join(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}".split()))
 
 
 @app.command()
