@@ -236,3 +236,13 @@ def test_follows_a_running_study(open_app, tiny_studies):
     assert metrics(at)["Trials"] == "3"
     assert metrics(at)["Measured"] == str(statuses.count("measured"))
     assert metrics(at)["Infeasible"] == str(statuses.count("infeasible"))
+
+
+def test_auto_refresh_watches_the_trial_counts(open_app, tiny_studies):
+    from dashboards import _data
+
+    at = open_app(tiny_studies.single)
+    at.toggle(key="auto_refresh").set_value(True).run()
+    assert not at.exception
+    assert at.select_slider(key="refresh_every").value == 15
+    assert at.session_state["microdesign_watch"] == _data.study_version(tiny_studies.url, tiny_studies.single)
