@@ -33,6 +33,9 @@ class DataConfig(_Strict):
     attributes: list[str] = Field(default_factory=list)
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of series held out for validation")
     seed: int = 0
+    dataset: str | None = Field(
+        None, description="dataset preset (generator/physics/presets) that `microdesign train` simulates and labels when no --data is given"
+    )
 
 
 class TrainerConfig(_Strict):

@@ -40,8 +40,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled HDF5 dataset: a file, a folder of *.h5 or a glob.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (checkpoints, logs/*.csv, generator.pt).", show_default=False)],
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Labelled HDF5 dataset: a file, a folder of *.h5 or a glob. Default: simulate and label the preset's data.dataset into OUT/data.h5 (resumable).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (checkpoints, logs/*.csv, generator.pt). Default: runs/train-PRESET.", show_default=False)] = None,
     preset: Annotated[str, typer.Option("--preset", "-p", help="Preset name (tiny, small, paper-ch2, paper-ch3) or a TOML config file.")] = "small",
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. --set ddpm.max_steps=5000 --set trainer.devices=4.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
@@ -51,13 +51,31 @@ def train(
     Stages: VAE, encoding of the dataset, feature predictor, latent denoiser.
     Run the same command again to resume an interrupted run (finished stages
     are skipped). Multi-GPU / multi-node: --set trainer.devices=N --set trainer.num_nodes=M.
+    Without --data, the preset's dataset (data.dataset) is simulated and labelled
+    first, so `microdesign train --preset small` alone reproduces the shipped model.
     """
-    from generator.errors import FileFormatError
+    from generator.errors import FileFormatError, InvalidInputError
     from generator.training import train_pipeline
     from generator.training.config import load_config
 
-    if not any(ch in str(data) for ch in "*?[") and not data.exists():
+    if data is not None and not any(ch in str(data) for ch in "*?[") and not data.exists():
         raise FileFormatError(f"--data: {data} does not exist")
     config = load_config(preset, parse_overrides(overrides or []))
+    if out is None:
+        out = Path("runs") / f"train-{Path(preset).stem}"
+    if data is None:
+        if config.data.dataset is None:
+            raise InvalidInputError("--data: required, since the config names no dataset preset (data.dataset) to simulate")
+        data = build_training_data(config.data.dataset, out / "data.h5", progress=progress)
     bundle = train_pipeline(config, data=data, out_dir=out, progress=progress)
     typer.echo(f"wrote {bundle}")
+
+
+def build_training_data(dataset_preset: str, path: Path, *, progress: bool = True) -> Path:
+    """Simulate a dataset preset into ``path`` and label it with the descriptors; both steps resume."""
+    from generator.data.build import simulate_dataset
+    from generator.descriptors.dataset import describe_dataset
+
+    simulate_dataset(dataset_preset, path, progress=progress)
+    describe_dataset(path, progress=progress)
+    return path
