@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=30, help="generator evaluations per run before giving up")
     parser.add_argument("--samples", type=int, default=2, help="volumes per evaluation")
     parser.add_argument("--steps", type=int, default=5, help="diffusion steps per generation")
+    parser.add_argument("--out", type=Path, default=RESULTS / "search_efficiency.json", help="JSON to write")
     parser.add_argument("--targets", default='{"ABS_f_D": {"at_least": 0.45, "at_most": 0.5}, "CT_f_D_tort1": {"at_least": 0.5}, "CT_f_A_tort1": {"at_least": 0.5}}')
     args = parser.parse_args()
 
@@ -120,8 +121,8 @@ def main() -> None:
         r["ratio_to_random"] = ratio
         print(f"{r['feasibility']:12s} {r['sampler']:8s} {censored}{r['median_evaluations']:>11g} {ratio:>9.2f} {r['median_proposals']:>9g} "
               f"{r['met']:>2d}/{r['seeds']:<2d} {r['median_seconds']:>7.1f}")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "search_efficiency.json"
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": model, "targets": targets, "budget": args.budget, "rows": rows}, indent=2))
     print(f"wrote {out}")
 

@@ -232,7 +232,7 @@ def _suggest_conditions(trial: optuna.Trial, plan: StudyPlan) -> dict[str, float
 
 
 def _box_excess(conditions: Mapping[str, float], bounds: Mapping[str, tuple[float, float]]) -> float:
-    """How far ``conditions`` lie outside the search box, relative to its widths (0 inside)."""
+    """How far ``conditions`` lie outside a box (the search box, the model's ranges), relative to its widths (0 inside)."""
     worst = 0.0
     for n, (lo, hi) in bounds.items():
         width = max(hi - lo, 1e-12)
@@ -285,7 +285,9 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
         conditions = _suggest_conditions(trial, plan)
         x = plan.feasible.vector(conditions)[None]
         stats = feasibility.statistics(plan.feasible, x)
-        violation = max(float(stats["constraint"][0]), _box_excess(conditions, plan.resolved.bounds))
+        model_ranges = {n: r for n, r in plan.generator.condition_ranges.items() if n in conditions}
+        outside = max(_box_excess(conditions, plan.resolved.bounds), _box_excess(conditions, model_ranges))
+        violation = float(stats["constraint"][0]) if outside <= 0 else max(float(stats["constraint"][0]), outside)
         trial.set_user_attr("conditions", conditions)
         trial.set_user_attr("feasibility", {
             "t2": float(stats["t2"][0]), "t2_limit": float(plan.feasible.t2_limit),

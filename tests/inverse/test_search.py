@@ -180,3 +180,19 @@ def test_sigkill_loses_no_complete_trial_and_running_ones_fail_on_resume(tiny_bu
     assert all(states[n] == optuna.trial.TrialState.FAIL for n in running)
     assert complete <= {n for n, s in states.items() if s == optuna.trial.TrialState.COMPLETE}
     assert sum(s == optuna.trial.TrialState.COMPLETE for s in states.values()) == len(complete) + 1
+
+
+def test_pca_mode_proposals_follow_the_training_correlations(tiny_bundle, tiny_generator):
+    from inverse import feasibility
+    from inverse.search import _suggest_conditions
+
+    plan = plan_study(_spec(tiny_bundle, feasibility="pca"), tiny_generator)
+    model = plan.feasible
+    u = np.linspace(-0.5, 0.5, model.n_components) * np.sqrt(model.t2_limit)
+    trial = optuna.trial.FixedTrial({f"pc{i + 1}": float(v) for i, v in enumerate(u)})
+    conditions = _suggest_conditions(trial, plan)
+    stats = feasibility.statistics(model, model.vector(conditions)[None])
+    assert stats["spe"][0] == pytest.approx(0.0, abs=1e-9)  # on the retained components' plane
+    assert stats["t2"][0] == pytest.approx(float(np.sum(u**2)))
+    with pytest.raises(InvalidInputError, match="^feasibility"):
+        plan_study(_spec(tiny_bundle, feasibility="pca", search={"ABS_f_D": 0.5}), tiny_generator)
