@@ -33,7 +33,7 @@ def test_predict_is_raw_units():
 
 def test_learns_a_linear_target():
     torch.manual_seed(0)
-    z = torch.randn(256, 2, 4, 4, 2)
+    z = torch.randn(128, 2, 4, 4, 2)
     y = torch.stack([z.mean(dim=(1, 2, 3, 4)) * 50 + 3, z[:, 0, 0, 0, 0]], dim=1)
     fp = _fp(2)
     fp.set_normalisation(y)
