@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -59,9 +59,6 @@ def dashboard(
     elif not runs_dir.is_dir():
         raise InvalidInputError(f"--runs-dir: {runs_dir} does not exist (run a study first, or pass --storage URL)")
     command = streamlit_command(storage=storage, port=port, address=address, runs_dir=runs_dir, headless=not browser)
-    try:
-        code = subprocess.call(command)
-    except KeyboardInterrupt:
-        code = 0
-    if code:
-        raise typer.Exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)  # streamlit takes over this process: Ctrl-C and SIGTERM reach it directly

@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    """Stop the server and the Streamlit process it started (their own process group), bounded."""
+    """Stop the server (Streamlit, which `microdesign dashboard` execs into; its own process group), bounded."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
