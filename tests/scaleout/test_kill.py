@@ -77,7 +77,8 @@ def test_simulate_killed_then_resumed(tmp_path):
 
 def test_train_killed_then_resumed(tiny_dataset, tmp_path):
     out = tmp_path / "model"
-    command = ("train", "--data", tiny_dataset, "--out", out, "--preset", "tiny", "--set", "fp.checkpoint_every=10", "--no-progress")
+    command = ("train", "--data", tiny_dataset, "--out", out, "--preset", "tiny", "--set", "fp.checkpoint_every=10",
+               "--set", "ddpm.max_steps=10", "--set", "ddpm.val_every=10", "--set", "ddpm.checkpoint_every=10", "--no-progress")
     proc = start_cli(*command, cwd=tmp_path, log=tmp_path / "train.log")
     try:
         wait_until(lambda: (out / "vae.pt").exists() and (out / "checkpoints" / "fp" / "last.ckpt").exists(), timeout=400,
