@@ -73,6 +73,32 @@ def _load(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+class StepProgress(Callback):
+    """One tqdm bar per stage over its optimisation steps (Lightning's own bar counts epochs), with the loss."""
+
+    def __init__(self, stage: str, max_steps: int) -> None:
+        self.stage, self.max_steps = stage, max_steps
+        self.bar: tqdm | None = None
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.bar = tqdm(total=self.max_steps, initial=trainer.global_step, desc=f"training {self.stage}", unit="step", dynamic_ncols=True)
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.bar is not None:
+            self.bar.update(trainer.global_step - self.bar.n)
+            loss = trainer.callback_metrics.get("train_loss")
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    on_exception = lambda self, trainer, module, exc: self.on_train_end(trainer, module)  # noqa: E731
+
+
 def fit_stage(
     module: L.LightningModule,
     train_loader: DataLoader,
@@ -112,10 +138,10 @@ def fit_stage(
         check_val_every_n_epoch=None if has_val else 1,
         limit_val_batches=None if has_val else 0,
         num_sanity_val_steps=0,
-        callbacks=[checkpoint, *callbacks],
+        callbacks=[checkpoint, *([StepProgress(stage, max_steps)] if progress else []), *callbacks],
         logger=CSVLogger(out_dir, name="logs", version=stage),
         log_every_n_steps=max(1, min(25, max_steps // 10)),
-        enable_progress_bar=progress,
+        enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=out_dir,
     )
@@ -223,9 +249,8 @@ def train_pipeline(
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_out_dir(out_dir, config, len(table))
     train_idx, val_idx = split_by_series(table["series"].to_numpy(), config.data.val_fraction, seed=config.data.seed)
-    if not logging.getLogger("lightning.pytorch").handlers or not progress:
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING if progress else logging.ERROR)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING if progress else logging.ERROR)
     L.seed_everything(config.data.seed, verbose=False)
     tc = config.trainer
     workers = tc.num_workers
