@@ -89,12 +89,16 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=30, help="generator evaluations per run before giving up")
     parser.add_argument("--samples", type=int, default=2, help="volumes per evaluation")
     parser.add_argument("--steps", type=int, default=5, help="diffusion steps per generation")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared CPU: threads spin-wait)")
     parser.add_argument("--out", type=Path, default=RESULTS / "search_efficiency.json", help="JSON to write")
     parser.add_argument("--targets", default='{"ABS_f_D": {"at_least": 0.45, "at_most": 0.5}, "CT_f_D_tort1": {"at_least": 0.5}, "CT_f_A_tort1": {"at_least": 0.5}}')
     args = parser.parse_args()
 
+    import torch
+
     from generator.checkpoint import load_generator
 
+    torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     model = str(args.model or tiny_model())
     generator = load_generator(model)

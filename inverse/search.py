@@ -77,6 +77,7 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # no
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
+    from botorch.exceptions.warnings import BotorchWarning
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
     from botorch.models.transforms.outcome import Standardize
@@ -96,13 +97,16 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # no
     pending = normalize(pending_x, bounds=bounds) if pending_x is not None else None
     model = SingleTaskGP(x, train_y, outcome_transform=Standardize(m=train_y.size(-1)))
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-    acqf = qLogNoisyExpectedImprovement(
-        model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([64])), X_pending=pending,
-        prune_baseline=True, **kwargs,
-    )
     unit = torch.zeros_like(bounds)
     unit[1] = 1
-    candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=4, raw_samples=128, options={"batch_limit": 4, "maxiter": 60})
+    with warnings.catch_warnings():
+        # while no proposal so far is feasible, qLogNEI falls back to feasibility; BoTorch says so on every call
+        warnings.simplefilter("ignore", BotorchWarning)
+        acqf = qLogNoisyExpectedImprovement(
+            model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([64])), X_pending=pending,
+            prune_baseline=True, **kwargs,
+        )
+        candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=4, raw_samples=128, options={"batch_limit": 4, "maxiter": 60})
     return unnormalize(candidates.detach(), bounds=bounds)
 
 
