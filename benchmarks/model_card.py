@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> dict:
     pick = rng.choice(len(val), size=args.n_conditions, replace=args.n_conditions > len(val))
     requested = val[names].to_numpy(dtype=float)[pick]
     fixed = np.median(val[names].to_numpy(dtype=float), axis=0)
-    jobs = [(s, n, g) for s, n in SAMPLERS for g in (1.0, args.guidance)]
+    samplers = [(s, int(n)) for s, n in (item.split(":") for item in args.samplers.split(","))]
+    jobs = [(s, n, g) for s, n in samplers for g in (1.0, args.guidance)]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {(s, n, g): pool.submit(_generate_job, str(args.model), requested, s, n, g, args.seed, args.batch_size) for s, n, g in jobs}
         spread_future = pool.submit(_generate_job, str(args.model), np.repeat(fixed[None], args.n_spread, axis=0), "dpm++", 25, 1.0,
@@ -327,6 +328,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samplers", default=",".join(f"{s}:{n}" for s, n in SAMPLERS), help="sampler:steps pairs, comma-separated")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     report = run(args)
