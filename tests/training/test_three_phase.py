@@ -11,7 +11,7 @@ CONDITIONS = ["vol_frac_D", "vol_frac_M", "tortuosity_A", "tortuosity_D"]  # Mic
 FAST = {
     "data": {"conditions": CONDITIONS},
     "vae": {"max_steps": 10, "model": {"widths": [4, 8]}},
-    "fp": {"max_steps": 10},
+    "fp": {"max_steps": 10, "model": {"conv_channels": [4]}},
     "ddpm": {"max_steps": 10, "model": {"width": 4, "channel_mults": [1]}},
 }
 
