@@ -33,6 +33,40 @@ def format_validation_error(exc: ValidationError) -> str:
     return f"{loc}: {first.get('msg', 'invalid value')}"
 
 
+def parse_assignments(items: list[str], option: str, *, required: bool = False) -> dict[str, float]:
+    """Parse repeated ``NAME=VALUE`` options into ``{NAME: VALUE}``.
+
+    Parameters
+    ----------
+    items
+        The raw option values, e.g. ``["ABS_f_D=0.45", "CT_f_D_tort1=0.3"]``.
+    option
+        The option's name (``--target``, ``--condition``), used in error messages.
+    required
+        Whether at least one assignment must be given.
+
+    Raises
+    ------
+    InvalidInputError
+        One-line message naming ``option`` for a malformed item or a non-number.
+    """
+    from generator.errors import InvalidInputError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InvalidInputError(f"{option}: expected NAME=VALUE, got {item!r}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise InvalidInputError(f"{option} {name}: {value!r} is not a number") from None
+    if required and not out:
+        raise InvalidInputError(f"{option}: give at least one NAME=VALUE")
+    return out
+
+
 def fail(message: str) -> None:
     """Print ``error: message`` on stderr and exit with :data:`USAGE_EXIT_CODE`."""
     print(f"error: {message}", file=sys.stderr)

@@ -11,24 +11,7 @@ from typing import Annotated
 import typer
 
 from generator.errors import InvalidInputError
-from inverse.cli._app import app
-
-
-def parse_targets(items: list[str]) -> dict[str, float]:
-    """``["NAME=VAL", ...]`` -> ``{NAME: VAL}`` (one-line errors naming ``--target``)."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise InvalidInputError(f"--target: expected NAME=VALUE, got {item!r}")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise InvalidInputError(f"--target {name}: {value!r} is not a number") from None
-    if not out:
-        raise InvalidInputError("--target: give at least one NAME=VALUE")
-    return out
+from inverse.cli._app import app, parse_assignments
 
 
 @app.command()
@@ -44,7 +27,7 @@ def check(
     from inverse.search import measured_descriptor_names
     from inverse.spec import is_count_descriptor
 
-    values = parse_targets(target)
+    values = parse_assignments(target, "--target", required=True)
     for name, value in values.items():
         if not is_count_descriptor(name) and not 0.0 <= value <= 1.0:
             raise InvalidInputError(f"--target {name}: {value} is outside [0, 1]")

@@ -9,26 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from generator.errors import InvalidInputError
-from inverse.cli._app import app
+from inverse.cli._app import app, parse_assignments
 
 #: Names of the files written into ``--out``.
 CSV_NAME = "samples.csv"
 SETTINGS_NAME = "generation.json"
-
-
-def parse_conditions(items: list[str]) -> dict[str, float]:
-    """``["NAME=VAL", ...]`` -> ``{NAME: VAL}``, with one-line errors naming ``--condition``."""
-    out: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise InvalidInputError(f"--condition: expected NAME=VALUE, got {item!r}")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise InvalidInputError(f"--condition {name}: {value!r} is not a number") from None
-    return out
 
 
 def sample_table(result, measured: list[dict[str, float]], condition_names: list[str], files: list[str]):
@@ -98,7 +83,7 @@ def generate(
         raise InvalidInputError(f"--jobs: must be at least 1, got {jobs}")
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"--out: {out} exists and is not a folder")
-    values = parse_conditions(condition)
+    values = parse_assignments(condition, "--condition")
     generator = load_generator(model, kind=kind, device=device)
     matrix = generator.condition_matrix(values, n)  # unknown / missing names fail here, before any work
     if not allow_extrapolation:

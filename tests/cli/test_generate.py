@@ -13,7 +13,8 @@ import pytest
 from generator.descriptors import compute
 from generator.io.volumes import read_volume
 from inverse.cli import main
-from inverse.cli.generate import CSV_NAME, parse_conditions
+from inverse.cli._app import parse_assignments
+from inverse.cli.generate import CSV_NAME
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
@@ -41,12 +42,12 @@ def condition_args(condition: dict[str, float]) -> list[str]:
     return [arg for name, value in condition.items() for arg in ("--condition", f"{name}={value!r}")]
 
 
-def test_parse_conditions() -> None:
-    assert parse_conditions(["ABS_f_D=0.45", " CT_f_D_tort1 =0.3"]) == {"ABS_f_D": 0.45, "CT_f_D_tort1": 0.3}
+def test_parse_assignments() -> None:
+    assert parse_assignments(["ABS_f_D=0.45", " CT_f_D_tort1 =0.3"], "--condition") == {"ABS_f_D": 0.45, "CT_f_D_tort1": 0.3}
     with pytest.raises(ValueError, match="NAME=VALUE"):
-        parse_conditions(["ABS_f_D"])
+        parse_assignments(["ABS_f_D"], "--condition")
     with pytest.raises(ValueError, match="not a number"):
-        parse_conditions(["ABS_f_D=high"])
+        parse_assignments(["ABS_f_D=high"], "--condition")
 
 
 def test_generate_writes_volumes_and_a_csv_of_requested_measured_predicted(
