@@ -100,8 +100,10 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # no
     unit = torch.zeros_like(bounds)
     unit[1] = 1
     with warnings.catch_warnings():
-        # while no proposal so far is feasible, qLogNEI falls back to feasibility; BoTorch says so on every call
+        # BoTorch warns on every call while no proposal is feasible yet, and when a restart of the
+        # acquisition optimiser fails; neither is actionable for the user
         warnings.simplefilter("ignore", BotorchWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
         acqf = qLogNoisyExpectedImprovement(
             model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([64])), X_pending=pending,
             prune_baseline=True, **kwargs,
