@@ -31,14 +31,21 @@ in the default search bounds. The feasibility of the search space is checked by
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from generator.errors import FileFormatError, InvalidInputError
+from generator.errors import InvalidInputError
+from generator.io.toml import read_toml
 
 SamplerName = Literal["random", "tpe", "gp", "botorch"]
 FeasibilityMode = Literal["constraint", "pca"]
@@ -257,12 +264,7 @@ def load_spec(path: str | Path, **overrides: Any) -> StudySpec:
         A field with a bad value (the message names it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileFormatError(f"spec file {path} does not exist")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"{path}: malformed TOML: {exc}") from None
+    data = read_toml(path, what="spec file")
     data.setdefault("name", path.stem)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return parse_spec(data, source=str(path))

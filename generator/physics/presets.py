@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import itertools
 import os
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from generator.errors import FileFormatError, InvalidInputError
+from generator.errors import InvalidInputError
+from generator.io.toml import read_toml
 from generator.physics.cahn_hilliard import CHParameters
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -120,12 +127,7 @@ def load_preset(preset: str | os.PathLike[str] | DatasetPreset, **overrides: Any
             if str(preset) not in preset_names():
                 raise InvalidInputError(f"unknown preset {str(preset)!r}; choose one of {', '.join(preset_names())} or pass a .toml file")
             path = PRESET_DIR / f"{preset}.toml"
-        if not path.is_file():
-            raise FileFormatError(f"preset file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise FileFormatError(f"preset file {path} is not valid TOML: {exc}") from exc
+        data = read_toml(path, what="preset file")
         data.setdefault("name", path.stem)
     for key, value in overrides.items():
         if key == "ch":

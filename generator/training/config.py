@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.diffusion import NoiseSchedule
 from generator.errors import FileFormatError, InvalidInputError
+from generator.io.toml import read_toml
 from generator.models import FeaturePredictorConfig, LatentUNetConfig, VAEConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
@@ -95,14 +95,6 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise FileFormatError(f"config: {path} is not valid TOML ({exc})") from None
-
-
 def load_config(preset: str | os.PathLike[str] | TrainConfig, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Load a preset by name or a TOML file, validated.
 
@@ -128,7 +120,7 @@ def load_config(preset: str | os.PathLike[str] | TrainConfig, overrides: dict[st
             path = PRESET_DIR / f"{preset}.toml"
         if not path.is_file():
             raise FileFormatError(f"config: {path} does not exist")
-        raw = _load_toml(path)
+        raw = read_toml(path, what="config")
     raw = _merge(raw, overrides or {})
     try:
         return TrainConfig(**raw)

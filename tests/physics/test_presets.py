@@ -53,7 +53,7 @@ def test_overrides_toml_files_and_errors(tmp_path):
         load_preset("tiny", design="halton")
     bad = tmp_path / "bad.toml"
     bad.write_text("name = [")
-    with pytest.raises(FileFormatError, match="not valid TOML"):
+    with pytest.raises(FileFormatError, match="malformed TOML"):
         load_preset(bad)
     with pytest.raises(FileFormatError, match="does not exist"):
         load_preset(tmp_path / "missing.toml")

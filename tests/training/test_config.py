@@ -42,7 +42,7 @@ def test_bad_configs(tmp_path):
         load_config("tiny", {"ddpm": {"condition_dropout": 2.0}})
     broken = tmp_path / "broken.toml"
     broken.write_text("[vae\nmax_steps = 1")
-    with pytest.raises(FileFormatError, match="not valid TOML"):
+    with pytest.raises(FileFormatError, match="malformed TOML"):
         load_config(broken)
     with pytest.raises(FileFormatError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
