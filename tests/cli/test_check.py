@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from inverse.cli import main
-
-
-def run_cli(args, monkeypatch, capsys):
-    """Run ``microdesign ARGS`` in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["microdesign", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.helpers import run_main
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +19,7 @@ def test_feasible_target(tiny_bundle, table, monkeypatch, capsys):
     z = (table[names] - table[names].mean()) / table[names].std()
     sample = table.iloc[int((z**2).sum(axis=1).to_numpy().argmin())]  # the most typical training sample
     targets = [f"--target={n}={sample[n]:.6f}" for n in ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1")]
-    code, out, _ = run_cli(["check", "--model", str(tiny_bundle), *targets], monkeypatch, capsys)
+    code, out, _ = run_main(["check", "--model", str(tiny_bundle), *targets], monkeypatch, capsys)
     assert code == 0, out
     assert out.startswith("feasible:") and "T² =" in out
 
@@ -43,14 +29,14 @@ def test_infeasible_target_says_why_and_where_to_go(tiny_bundle, table, monkeypa
     donor_rich = table.loc[table.ABS_f_D.idxmax()]
     args = ["check", "-m", str(tiny_bundle), "-t", f"ABS_f_D={donor_rich.ABS_f_D}", "-t", f"CT_f_A_tort1={table.CT_f_A_tort1.max()}",
             "-t", f"CT_f_D_tort1={table.CT_f_D_tort1.min()}"]
-    code, out, _ = run_cli(args, monkeypatch, capsys)
+    code, out, _ = run_main(args, monkeypatch, capsys)
     assert code == 1
     lines = out.splitlines()
     assert lines[0].startswith("infeasible: ") and "lies outside the training data" in lines[0]
     assert lines[1].startswith("nearest feasible target: ABS_f_D = ")
     # the nearest feasible target really is feasible
     nearest = dict(part.split(" = ") for part in lines[1].removeprefix("nearest feasible target: ").split(", "))
-    code, out, _ = run_cli(["check", "-m", str(tiny_bundle), *[f"--target={k}={v}" for k, v in nearest.items()]], monkeypatch, capsys)
+    code, out, _ = run_main(["check", "-m", str(tiny_bundle), *[f"--target={k}={v}" for k, v in nearest.items()]], monkeypatch, capsys)
     assert code == 0, out
 
 
@@ -64,5 +50,5 @@ def test_infeasible_target_says_why_and_where_to_go(tiny_bundle, table, monkeypa
     ],
 )
 def test_bad_targets(tiny_bundle, target, message, monkeypatch, capsys):
-    code, out, err = run_cli(["check", "--model", str(tiny_bundle), "--target", target], monkeypatch, capsys)
+    code, out, err = run_main(["check", "--model", str(tiny_bundle), "--target", target], monkeypatch, capsys)
     assert code == 2 and err.startswith(message) and err.count("\n") == 1 and out == ""

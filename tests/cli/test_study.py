@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 import pytest
 
-from inverse.cli import main
 from inverse.recipes import LEADING_COLUMNS
-
-
-def run_cli(args, monkeypatch, capsys):
-    """Run ``microdesign ARGS`` in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["microdesign", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
+from tests.helpers import run_main
 
 GOOD = """
 sampler = "random"
@@ -51,7 +36,7 @@ steps = 3
 def test_bad_specs_fail_with_one_line_and_write_nothing(text, message, tiny_bundle, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "bad.toml").write_text(text)
-    code, out, err = run_cli(["study", "run", "bad.toml", "--model", str(tiny_bundle), "--no-progress"], monkeypatch, capsys)
+    code, out, err = run_main(["study", "run", "bad.toml", "--model", str(tiny_bundle), "--no-progress"], monkeypatch, capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
@@ -61,12 +46,12 @@ def test_bad_specs_fail_with_one_line_and_write_nothing(text, message, tiny_bund
 def test_run_report_list(tiny_bundle, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo.toml").write_text(GOOD)
-    code, out, err = run_cli(["study", "run", "demo.toml", "--model", str(tiny_bundle), "--no-progress"], monkeypatch, capsys)
+    code, out, err = run_main(["study", "run", "demo.toml", "--model", str(tiny_bundle), "--no-progress"], monkeypatch, capsys)
     assert code == 0, err
     assert "study demo: 3 complete trials" in out
     assert (tmp_path / "runs" / "demo.db").is_file()
 
-    code, out, err = run_cli(["study", "report", "demo"], monkeypatch, capsys)
+    code, out, err = run_main(["study", "report", "demo"], monkeypatch, capsys)
     assert code == 0, err
     table = pd.read_csv(tmp_path / "runs" / "demo_recipes.csv")
     assert list(table.columns[: len(LEADING_COLUMNS)]) == LEADING_COLUMNS
@@ -74,8 +59,8 @@ def test_run_report_list(tiny_bundle, tmp_path, monkeypatch, capsys):
     assert table["rank"].tolist() == list(range(1, len(table) + 1))
     assert table["mismatch"].is_monotonic_increasing or table["meets_targets"].any()
 
-    code, out, _ = run_cli(["study", "list"], monkeypatch, capsys)
+    code, out, _ = run_main(["study", "list"], monkeypatch, capsys)
     assert code == 0 and "demo" in out and "minimize" in out
 
-    code, _, err = run_cli(["study", "report", "nope"], monkeypatch, capsys)
+    code, _, err = run_main(["study", "report", "nope"], monkeypatch, capsys)
     assert code == 2 and "storage:" in err and "does not exist" in err

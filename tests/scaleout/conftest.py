@@ -163,15 +163,3 @@ def kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             sigkill(proc)
 
 
-def run_main(args: Sequence[str | os.PathLike[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``microdesign ARGS`` in this process; return (exit code, stdout, stderr)."""
-    from inverse.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["microdesign", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err

@@ -27,7 +27,8 @@ import torch
 
 from generator.checkpoint import read_bundle, save_bundle
 from generator.io import write_volume
-from tests.scaleout.conftest import cli_command, cli_env, free_port, run_main
+from tests.helpers import run_main
+from tests.scaleout.conftest import cli_command, cli_env, free_port
 
 STUDY = """
 sampler = "random"
