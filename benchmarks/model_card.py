@@ -87,6 +87,18 @@ def _generate_job(model: str, conditions: np.ndarray, sampler: str, steps: int, 
             "wall_s_per_sample": wall / len(conditions), "cpu_s_per_sample": cpu / len(conditions)}
 
 
+def _merge_chunks(parts: list[dict]) -> dict:
+    """One result from the results of consecutive chunks of conditions (timings averaged per sample)."""
+    sizes = np.array([len(p["measured"]) for p in parts], dtype=float)
+    merged = dict(parts[0])
+    merged["measured"] = np.concatenate([p["measured"] for p in parts])
+    merged["predicted"] = np.concatenate([p["predicted"] for p in parts])
+    merged["labels"] = None
+    for key in ("wall_s_per_sample", "cpu_s_per_sample"):
+        merged[key] = float((np.array([p[key] for p in parts]) * sizes).sum() / sizes.sum())
+    return merged
+
+
 def held_out(bundle: dict) -> tuple[np.ndarray, "object"]:
     """Indices of the validation samples of the bundle's training run and its sample table."""
     from generator.checkpoint import tensor_to_table
@@ -202,15 +214,19 @@ def run(args: argparse.Namespace) -> dict:
     fixed = np.median(val[names].to_numpy(dtype=float), axis=0)
     samplers = [(s, int(n)) for s, n in (item.split(":") for item in args.samplers.split(","))]
     jobs = [(s, n, g) for s, n in samplers for g in (1.0, args.guidance)]
+    # each configuration in chunks of --batch-size conditions, so that --jobs workers share the long DDPM-1000 runs
+    chunks = [slice(a, a + args.batch_size) for a in range(0, len(requested), args.batch_size)]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {(s, n, g): pool.submit(_generate_job, str(args.model), requested, s, n, g, args.seed, args.batch_size) for s, n, g in jobs}
+        futures = {(s, n, g): [pool.submit(_generate_job, str(args.model), requested[c], s, n, g, args.seed + k, args.batch_size)
+                               for k, c in enumerate(chunks)] for s, n, g in sorted(jobs, key=lambda j: -j[1] * (1 + (j[2] != 1.0)))}
         spread_future = pool.submit(_generate_job, str(args.model), np.repeat(fixed[None], args.n_spread, axis=0), "dpm++", 25, 1.0,
-                                    args.seed + 1, args.batch_size)
-        results = {key: f.result() for key, f in futures.items()}
+                                    args.seed + 1000, args.batch_size)
+        results = {key: _merge_chunks([f.result() for f in parts]) for key, parts in futures.items()}
         spread = spread_future.result()
 
     report["generation"] = []
-    for (s, n, g), res in results.items():
+    for s, n, g in jobs:
+        res = results[(s, n, g)]
         tag = f"{s.replace('+', 'p')}{n}_g{g:g}"
         plot(requested, res["measured"], names, f"{s}-{n}, guidance {g:g}: requested vs measured ({args.n_conditions} held-out conditions)",
              args.out / f"generation_{tag}.png")
@@ -258,7 +274,7 @@ def write_card(report: dict, path: Path) -> None:
         f"training run, which the networks never saw ({report['n_train_samples']} training volumes).",
         "",
         "Reproduce (data generation included, fixed seeds): `microdesign train --preset small`, then copy",
-        "`runs/train-small/generator.pt` to `generator/pretrained/default.pt`.",
+        "`runs/train-small/generator.pt` to `generator/pretrained/default.pt` (docs/default-model.md).",
         "",
         f"Bundle size: {report['model_mb']:.2f} MB. Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']},",
         f"load average at the start of the measurement {report['machine']['load_average_at_start'][0]:.1f} (a shared machine).",
@@ -309,6 +325,7 @@ def write_card(report: dict, path: Path) -> None:
         "| stage | wall (s) | CPU (s) | steps |",
         "|---|---|---|---|",
         *[f"| {s} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} | {t.get('steps', '')} |" for s, t in times.items()],
+        f"| total | {sum(t['wall_s'] for t in times.values()):.0f} | {sum(t['cpu_s'] for t in times.values()):.0f} | |",
         "",
         "Wall time was taken on a machine shared with other jobs; CPU time is the process's own.",
         "",
@@ -324,9 +341,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("generator/pretrained"), help="folder of README.md and the PNGs")
     parser.add_argument("--n-conditions", type=int, default=300)
     parser.add_argument("--n-spread", type=int, default=32)
-    parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each)")
+    parser.add_argument("--guidance", type=float, default=1.5, help="the guided rows' classifier-free guidance scale")
+    parser.add_argument("--batch-size", type=int, default=50, help="conditions per worker task and network batch")
+    parser.add_argument("--jobs", type=int, default=4, help="worker processes (one torch thread each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samplers", default=",".join(f"{s}:{n}" for s, n in SAMPLERS), help="sampler:steps pairs, comma-separated")
     args = parser.parse_args()

@@ -1,0 +1,113 @@
+"""The shipped default generator: it loads, generates valid conditional volumes, and its model card matches it."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from generator.checkpoint import read_bundle
+from generator.data.dataset import split_by_series
+from generator.descriptors import compute_batch
+from generator.pipeline import DEFAULT_BUNDLE, load_generator
+
+CARD = DEFAULT_BUNDLE.parent / "README.md"
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_generator("default")
+
+
+def test_default_bundle_is_shipped_small_and_packaged():
+    assert DEFAULT_BUNDLE.is_file()
+    assert DEFAULT_BUNDLE.stat().st_size <= 25 * 2**20
+    bundle = read_bundle(DEFAULT_BUNDLE)
+    assert bundle["configs"]["training"]["name"] == "small"
+    assert bundle["simulation"] is not None and bundle["simulation"]["preset"] == "small"
+
+
+def test_default_generates_valid_seeded_volumes(default):
+    assert default.volume_shape == (32, 32, 16)
+    assert default.condition_names == ["ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1"]
+    condition = default.descriptor_table[default.condition_names].median().to_dict()
+    a = default.generate(condition, n=2, steps=10, seed=3)
+    b = default.generate(condition, n=2, steps=10, seed=3)
+    assert a.labels.shape == (2, 32, 32, 16) and a.labels.dtype == np.uint8
+    assert set(np.unique(a.labels)) <= {0, 1}
+    np.testing.assert_array_equal(a.labels, b.labels)
+    # both phases present and each of the two volumes distinct: not a collapsed sample
+    assert 0.1 < a.labels.mean() < 0.9
+    assert (a.labels[0] != a.labels[1]).mean() > 0.05
+
+
+def test_default_follows_the_requested_donor_fraction(default):
+    """Volumes requested at a low and a high donor fraction measure (GraSPI) low and high, near what was asked."""
+    table = default.descriptor_table
+    names = default.condition_names
+    low = table.loc[(table["ABS_f_D"] - table["ABS_f_D"].quantile(0.1)).abs().idxmin(), names].to_numpy(float)
+    high = table.loc[(table["ABS_f_D"] - table["ABS_f_D"].quantile(0.9)).abs().idxmin(), names].to_numpy(float)
+    result = default.generate(np.repeat(np.stack([low, high]), 3, axis=0), steps=25, seed=0)
+    measured = np.array([d["ABS_f_D"] for d in compute_batch(list(result.labels), n_phases=2)])
+    assert measured[3:].min() > measured[:3].max()
+    np.testing.assert_allclose(measured, result.conditions[:, 0], atol=0.08)
+
+
+def _card_number(pattern: str) -> float:
+    match = re.search(pattern, CARD.read_text())
+    assert match, f"model card lacks {pattern!r}"
+    return float(match.group(1))
+
+
+def test_model_card_matches_the_shipped_bundle():
+    text = CARD.read_text()
+    bundle = read_bundle(DEFAULT_BUNDLE)
+    assert _card_number(r"Bundle size: ([\d.]+) MB") == pytest.approx(DEFAULT_BUNDLE.stat().st_size / 2**20, abs=0.01)
+    series = bundle["descriptor_table"]["values"][:, bundle["descriptor_table"]["columns"].index("series")].numpy()
+    data_cfg = bundle["configs"]["training"]["data"]
+    train_idx, val_idx = split_by_series(series, data_cfg["val_fraction"], seed=data_cfg["seed"])
+    assert _card_number(r"\((\d+) training volumes\)") == len(train_idx)
+    assert _card_number(r"series \((\d+) volumes\)") == len(val_idx)
+    # every condition has a number for each sampler/guidance row, and each row's plot is shipped
+    rows = [line for line in text.splitlines() if line.startswith(("| ddpm-1000 |", "| dpm++-25 |"))]
+    assert len(rows) == 4
+    for row in rows:
+        r2 = [float(x) for x in re.findall(r"\| (-?[\d.]+) \(", row)]
+        assert len(r2) == len(bundle["condition_names"]) and all(v <= 1.0 for v in r2)
+        png = re.search(r"\[png\]\(([^)]+)\)", row).group(1)
+        assert (CARD.parent / png).is_file()
+    assert 0.5 < _card_number(r"Voxel accuracy of reconstructions \(posterior mean\): mean ([\d.]+)") <= 1.0
+    for stage in ("vae", "fp", "ddpm"):
+        assert re.search(rf"^\| {stage} \| \d+ \| \d+ \|", text, re.M), f"no training time for {stage}"
+
+
+@pytest.mark.slow
+def test_train_without_data_simulates_and_labels_the_preset_dataset(tmp_path, monkeypatch, capsys):
+    """`microdesign train --preset P` alone builds P's data.dataset into OUT/data.h5, then trains (how the default is reproduced)."""
+    import sys
+
+    from generator.training.data import open_dataset, sample_table
+    from inverse.cli import main
+
+    out = tmp_path / "run"
+    steps = ["--set", "vae.max_steps=2", "--set", "fp.max_steps=2", "--set", "ddpm.max_steps=2", "--set", "ddpm.model.channel_mults=[1]"]
+    monkeypatch.setattr(sys, "argv", ["microdesign", "train", "--preset", "tiny", "--set", "data.dataset=tiny", "--out", str(out), "--no-progress", *steps])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert (exc.value.code or 0) == 0, capsys.readouterr().err
+    table = sample_table(open_dataset(out / "data.h5"))
+    assert len(table) == 16 and np.isfinite(table["CT_f_D_tort1"]).all()
+    assert load_generator(out / "generator.pt").volume_shape == (32, 32, 16)
+
+
+def test_train_without_data_needs_a_dataset_preset(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from inverse.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["microdesign", "train", "--preset", "tiny", "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2 and "--data: required" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
