@@ -101,7 +101,9 @@ def test_resume_after_an_interruption_gives_the_same_file(tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_sigkill_at_any_moment_leaves_a_readable_file_of_whole_series(tmp_path):
-    preset = _mini(n_phi0=4, n_chi=3, ch={"shape": (24, 24, 12), "dt": 0.1, "steps": 100, "n_snapshots": 40, "first_snapshot_time": 0.5})
+    # Each series takes a good fraction of a second even on a quiet machine, so that the three kills
+    # (one more committed series, then 0-0.8 s) land before the run can finish.
+    preset = _mini(n_phi0=4, n_chi=3, ch={"shape": (24, 24, 12), "dt": 0.1, "steps": 1000, "n_snapshots": 40, "first_snapshot_time": 0.5})
     toml = tmp_path / "kill.toml"
     toml.write_text(_to_toml(preset))
     out = tmp_path / "kill.h5"

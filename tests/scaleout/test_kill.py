@@ -112,14 +112,20 @@ def test_train_killed_then_resumed(tiny_dataset, tmp_path):
 
 
 def test_describe_killed_then_resumed(tiny_dataset, tmp_path):
+    # The tiny dataset's 16 samples, each 16 times under a new name (256 samples, 32 batches of 8): a
+    # fast machine labels 16 samples in well under the 0.1 s between the first write and the kill.
     path = tmp_path / "unlabelled.h5"
     shutil.copyfile(tiny_dataset, path)
     names = descriptor_names(2)
     with h5py.File(path, "r+") as f:
+        originals = list(f)
         for sample in f.values():
             for key in names:
                 if key in sample.attrs:
                     del sample.attrs[key]
+        for copy in range(1, 16):
+            for name in originals:
+                f.copy(f[name], f"{name}_copy{copy:02d}")
         n = len(f)
     written = path.stat().st_mtime_ns
     proc = start_cli("describe", path, "--jobs", "1", cwd=tmp_path, log=tmp_path / "describe.log")
