@@ -17,8 +17,8 @@ training), so nothing the networks were fitted on is scored:
   pairwise fraction of differing voxels) next to the same measure on the
   validation volumes nearest to that condition;
 * seconds per sample (wall and CPU) of each sampler;
-* training time per stage, from the run folder (``stage_times.jsonl``,
-  ``data_times.json``) when given.
+* training time per stage, from the run folder's ``stage_times.jsonl`` (written
+  by ``microdesign train``) when given.
 
 Generation runs in ``--jobs`` worker processes with one torch thread each (on a
 busy 2-core machine, two threads per process spin and waste CPU time).
@@ -165,20 +165,19 @@ def plot(requested: np.ndarray, measured: np.ndarray, names: list[str], title: s
 
 
 def stage_times(run_dir: Path | None) -> dict[str, dict[str, float]]:
-    """Wall and CPU seconds per stage of a training run folder (summed over resumed runs)."""
-    if run_dir is None:
-        return {}
+    """Wall and CPU seconds per stage of a training run folder (its ``stage_times.jsonl``; resumed runs summed)."""
+    from generator.training.stages import STAGE_TIMES
+
     out: dict[str, dict[str, float]] = {}
-    data_file = run_dir / "data_times.json"
-    if data_file.is_file():
-        out.update(json.loads(data_file.read_text()))
-    log = run_dir / "stage_times.jsonl"
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            rec = json.loads(line)
-            entry = out.setdefault(rec["stage"], {"wall_s": 0.0, "cpu_s": 0.0, "steps": 0})
-            entry["wall_s"] += rec["wall_s"]
-            entry["cpu_s"] += rec["cpu_s"]
+    log = None if run_dir is None else run_dir / STAGE_TIMES
+    if log is None or not log.is_file():
+        return out
+    for line in log.read_text().splitlines():
+        rec = json.loads(line)
+        entry = out.setdefault(rec["stage"], {"wall_s": 0.0, "cpu_s": 0.0})
+        entry["wall_s"] += rec["wall_s"]
+        entry["cpu_s"] += rec["cpu_s"]
+        if rec.get("to_step") is not None:
             entry["steps"] = rec["to_step"]
     return out
 

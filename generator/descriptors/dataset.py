@@ -78,6 +78,9 @@ def _sample_volume(f, name: str, path: Path) -> np.ndarray:
         raise FileFormatError(f"{path}: sample {name!r} has shape {f[name].shape}; expected (1, X, Y, Z)")
     if not np.all(np.isfinite(grey)):
         raise FileFormatError(f"{path}: sample {name!r} holds NaN or infinite grey levels")
+    if grey.size and (grey.min() < 0.0 or grey.max() > 1.0):
+        raise FileFormatError(f"{path}: sample {name!r} holds grey levels in [{grey.min():g}, {grey.max():g}]; "
+                              "expected donor 0.0, mixed 0.5, acceptor 1.0 (values in [0, 1])")
     return grey
 
 

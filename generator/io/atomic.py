@@ -47,7 +47,10 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         raise FileFormatError(f"cannot write {dest}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise FileFormatError(f"cannot write {dest}: folder {folder} is not writable")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix, dir=folder)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix, dir=folder)
+    except OSError as exc:  # os.access says yes to root on read-only file systems (/proc, /sys, ro mounts)
+        raise FileFormatError(f"cannot write {dest}: {exc.strerror or exc} in folder {folder}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

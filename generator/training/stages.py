@@ -3,7 +3,9 @@
 Every stage writes its result into the output folder (``vae.pt``, ``latents.pt``,
 ``fp.pt``, ``ddpm.pt``) and is skipped when that file exists; an interrupted
 stage resumes from its Lightning checkpoint ``checkpoints/<stage>/last.ckpt``.
-Losses go to ``logs/<stage>/metrics.csv`` (Lightning's CSVLogger).
+Losses go to ``logs/<stage>/metrics.csv`` (Lightning's CSVLogger), and each
+stage's wall and CPU time to ``stage_times.jsonl`` (:func:`stage_timer`), which
+the model card reads.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -38,6 +41,28 @@ from generator.training.modules import DenoiserModule, FeaturePredictorModule, V
 
 BUNDLE_NAME = "generator.pt"
 STAGES = ("vae", "encode", "fp", "ddpm")
+#: Per-stage timing log of a run folder: one JSON object a line, ``{"stage", "wall_s", "cpu_s", "to_step"}``.
+STAGE_TIMES = "stage_times.jsonl"
+
+
+@contextmanager
+def stage_timer(out_dir: str | os.PathLike[str], stage: str, to_step: int | None = None):
+    """Append the wall and CPU seconds of the block to ``out_dir/stage_times.jsonl`` when it finishes.
+
+    An interrupted stage (an exception) writes its time too and its resumed run
+    appends another line: readers sum them. Only the global-rank-0 process of a
+    distributed run writes.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield
+    finally:
+        if int(os.environ.get("RANK", "0")) == 0:
+            record = {"stage": stage, "wall_s": round(time.perf_counter() - wall, 3), "cpu_s": round(time.process_time() - cpu, 3),
+                      "to_step": to_step}
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            with open(Path(out_dir) / STAGE_TIMES, "a") as log:
+                log.write(json.dumps(record) + "\n")
 
 
 @contextmanager
@@ -260,23 +285,25 @@ def train_pipeline(
         vae = VAE(vae_config)
         vae_file = out_dir / "vae.pt"
         if not vae_file.is_file():
-            module = VAEModule(vae, lr=config.vae.lr, weight_decay=config.vae.weight_decay, channels_last=tc.channels_last)
-            fit_stage(
-                module,
-                _loader(Subset(volumes, train_idx), config.vae.batch_size, True, workers),
-                _loader(Subset(volumes, val_idx), config.vae.batch_size, False, workers) if len(val_idx) else None,
-                stage="vae", out_dir=out_dir, max_steps=config.vae.max_steps, val_every=config.vae.val_every,
-                checkpoint_every=config.vae.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("vae", ()),
-            )
-            vae = module.vae.to(memory_format=torch.contiguous_format)
-            _save(vae.state_dict(), vae_file)
+            with stage_timer(out_dir, "vae", config.vae.max_steps):
+                module = VAEModule(vae, lr=config.vae.lr, weight_decay=config.vae.weight_decay, channels_last=tc.channels_last)
+                fit_stage(
+                    module,
+                    _loader(Subset(volumes, train_idx), config.vae.batch_size, True, workers),
+                    _loader(Subset(volumes, val_idx), config.vae.batch_size, False, workers) if len(val_idx) else None,
+                    stage="vae", out_dir=out_dir, max_steps=config.vae.max_steps, val_every=config.vae.val_every,
+                    checkpoint_every=config.vae.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("vae", ()),
+                )
+                vae = module.vae.to(memory_format=torch.contiguous_format)
+                _save(vae.state_dict(), vae_file)
         vae.load_state_dict(_load(vae_file))
 
         # 2. encode the dataset
         latent_file = out_dir / "latents.pt"
         if not latent_file.is_file():
-            mu, sigma = encode_volumes(vae, volumes, batch_size=config.vae.batch_size, device=_device(tc), progress=progress, num_workers=workers)
-            _save({"mu": mu, "sigma": sigma}, latent_file)
+            with stage_timer(out_dir, "encode"):
+                mu, sigma = encode_volumes(vae, volumes, batch_size=config.vae.batch_size, device=_device(tc), progress=progress, num_workers=workers)
+                _save({"mu": mu, "sigma": sigma}, latent_file)
         encoded = _load(latent_file)
         mu, sigma = encoded["mu"], encoded["sigma"]
         latent_mean = mu[train_idx].mean(dim=(0, 2, 3, 4))
@@ -288,16 +315,17 @@ def train_pipeline(
         fp.set_normalisation(targets[train_idx])
         fp_file = out_dir / "fp.pt"
         if not fp_file.is_file():
-            normalised = fp.normalise(targets)
-            module = FeaturePredictorModule(fp, latent_mean, latent_std, lr=config.fp.lr, weight_decay=config.fp.weight_decay)
-            fit_stage(
-                module,
-                _loader(TensorDataset(mu[train_idx], sigma[train_idx], normalised[train_idx]), config.fp.batch_size, True),
-                _loader(TensorDataset(mu[val_idx], sigma[val_idx], normalised[val_idx]), config.fp.batch_size, False) if len(val_idx) else None,
-                stage="fp", out_dir=out_dir, max_steps=config.fp.max_steps, val_every=config.fp.val_every,
-                checkpoint_every=config.fp.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("fp", ()),
-            )
-            _save(module.fp.state_dict(), fp_file)
+            with stage_timer(out_dir, "fp", config.fp.max_steps):
+                normalised = fp.normalise(targets)
+                module = FeaturePredictorModule(fp, latent_mean, latent_std, lr=config.fp.lr, weight_decay=config.fp.weight_decay)
+                fit_stage(
+                    module,
+                    _loader(TensorDataset(mu[train_idx], sigma[train_idx], normalised[train_idx]), config.fp.batch_size, True),
+                    _loader(TensorDataset(mu[val_idx], sigma[val_idx], normalised[val_idx]), config.fp.batch_size, False) if len(val_idx) else None,
+                    stage="fp", out_dir=out_dir, max_steps=config.fp.max_steps, val_every=config.fp.val_every,
+                    checkpoint_every=config.fp.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("fp", ()),
+                )
+                _save(module.fp.state_dict(), fp_file)
         fp.load_state_dict(_load(fp_file))
 
         # 4. latent denoiser
@@ -309,18 +337,19 @@ def train_pipeline(
         unet = LatentUNet(config.ddpm.model, latent_shape[0], len(config.data.conditions))
         ddpm_file = out_dir / "ddpm.pt"
         if not ddpm_file.is_file():
-            module = DenoiserModule(
-                unet, config.ddpm.schedule, latent_mean, latent_std, lr=config.ddpm.lr, weight_decay=config.ddpm.weight_decay,
-                condition_dropout=config.ddpm.condition_dropout, ema_decay=config.ddpm.ema_decay,
-            )
-            fit_stage(
-                module,
-                _loader(TensorDataset(mu[train_idx], sigma[train_idx], context[train_idx]), config.ddpm.batch_size, True),
-                _loader(TensorDataset(mu[val_idx], sigma[val_idx], context[val_idx]), config.ddpm.batch_size, False) if len(val_idx) else None,
-                stage="ddpm", out_dir=out_dir, max_steps=config.ddpm.max_steps, val_every=config.ddpm.val_every,
-                checkpoint_every=config.ddpm.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("ddpm", ()),
-            )
-            _save(module.denoiser().state_dict(), ddpm_file)
+            with stage_timer(out_dir, "ddpm", config.ddpm.max_steps):
+                module = DenoiserModule(
+                    unet, config.ddpm.schedule, latent_mean, latent_std, lr=config.ddpm.lr, weight_decay=config.ddpm.weight_decay,
+                    condition_dropout=config.ddpm.condition_dropout, ema_decay=config.ddpm.ema_decay,
+                )
+                fit_stage(
+                    module,
+                    _loader(TensorDataset(mu[train_idx], sigma[train_idx], context[train_idx]), config.ddpm.batch_size, True),
+                    _loader(TensorDataset(mu[val_idx], sigma[val_idx], context[val_idx]), config.ddpm.batch_size, False) if len(val_idx) else None,
+                    stage="ddpm", out_dir=out_dir, max_steps=config.ddpm.max_steps, val_every=config.ddpm.val_every,
+                    checkpoint_every=config.ddpm.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("ddpm", ()),
+                )
+                _save(module.denoiser().state_dict(), ddpm_file)
         unet.load_state_dict(_load(ddpm_file))
 
     descriptor_table = table.copy()

@@ -49,6 +49,9 @@ def describe(
         raise InvalidInputError(f"--pixel-size must be positive, got {pixel_size}")
     if jobs is not None and jobs < 1:
         raise InvalidInputError(f"--jobs must be at least 1, got {jobs}")
+    if threshold is not None and any(path.suffix.lower() in HDF5_SUFFIXES for path in files):
+        raise InvalidInputError("--threshold applies to volume files; HDF5 datasets hold grey levels labelled by their own rule "
+                                "(donor 0.0, mixed 0.5, acceptor 1.0)")
     rows: list[tuple[Path, dict[str, float]]] = []
     for path in files:
         if path.suffix.lower() in HDF5_SUFFIXES:

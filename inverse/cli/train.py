@@ -72,10 +72,16 @@ def train(
 
 
 def build_training_data(dataset_preset: str, path: Path, *, progress: bool = True) -> Path:
-    """Simulate a dataset preset into ``path`` and label it with the descriptors; both steps resume."""
+    """Simulate a dataset preset into ``path`` and label it with the descriptors; both steps resume.
+
+    Their times go to ``stage_times.jsonl`` beside ``path`` (as ``data: simulate`` and ``data: describe``).
+    """
     from generator.data.build import simulate_dataset
     from generator.descriptors.dataset import describe_dataset
+    from generator.training.stages import stage_timer
 
-    simulate_dataset(dataset_preset, path, progress=progress)
-    describe_dataset(path, progress=progress)
+    with stage_timer(path.parent, "data: simulate"):
+        simulate_dataset(dataset_preset, path, progress=progress)
+    with stage_timer(path.parent, "data: describe"):
+        describe_dataset(path, progress=progress)
     return path

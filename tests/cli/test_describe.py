@@ -84,6 +84,17 @@ def test_hdf5_dataset_gets_attributes(tmp_path, monkeypatch, capsys):
     assert code == 0 and "labelled 0 sample" in out
 
 
+def test_threshold_is_refused_for_hdf5_datasets(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "data.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["n_phases"] = 2
+        f.create_dataset("s0", data=labels_to_grey(_labels(0))[None])
+    code, _, err = _run(monkeypatch, capsys, str(path), "--threshold", "0.3")
+    assert code == 2 and "--threshold applies to volume files" in err and len(err.strip().splitlines()) == 1
+    with h5py.File(path, "r") as f:
+        assert "ABS_f_D" not in f["s0"].attrs
+
+
 def test_missing_file_exit_2(tmp_path, monkeypatch, capsys):
     code, _, err = _run(monkeypatch, capsys, str(tmp_path / "nope.npy"))
     assert code == 2 and "does not exist" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import pytest
@@ -75,6 +76,14 @@ def test_unwritable_output_path(tmp_path, monkeypatch, capsys):
     code, _, err = _microdesign(monkeypatch, capsys, "simulate", "--out", str(tmp_path), *FAST)
     assert code == 2 and "is a folder" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_folder"]
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's read-only /sys")
+def test_read_only_folder_is_named_even_for_root(monkeypatch, capsys):
+    # root passes os.access on /sys, but nothing can be created there: the error names the user's path
+    code, _, err = _microdesign(monkeypatch, capsys, "simulate", "--out", "/sys/kernel/x.h5", *FAST)
+    assert code == 2 and err.startswith("error: cannot write /sys/kernel/x.h5: ") and err.count("\n") == 1
+    assert not Path("/sys/kernel/x.h5").exists()
 
 
 def test_preset_toml_file_and_the_console_script(tmp_path):

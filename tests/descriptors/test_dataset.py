@@ -79,6 +79,14 @@ def test_bad_files(tmp_path):
         f.create_dataset("s", data=np.full((1, 4, 4, 4), np.nan, np.float32))
     with pytest.raises(FileFormatError, match="NaN"):
         describe_dataset(bad, progress=False)
+    out_of_range = tmp_path / "five.h5"
+    _write(out_of_range, 2, n=2)
+    with h5py.File(out_of_range, "r+") as f:
+        f["sample_001"][0, 0, 0, 0] = 5.0
+    with pytest.raises(FileFormatError, match=r"sample_001.*\[0, 5\]"):
+        describe_dataset(out_of_range, progress=False, batch_size=1)
+    with h5py.File(out_of_range, "r") as f:  # the valid sample before it is labelled, the bad one is not
+        assert "ABS_f_D" in f["sample_000"].attrs and "ABS_f_D" not in f["sample_001"].attrs
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import lightning as L
 import pandas as pd
 import pytest
@@ -58,9 +59,20 @@ def test_stage_resumes_from_its_checkpoint(tiny_dataset, tmp_path):
     assert (tmp_path / "checkpoints" / "vae" / "last.ckpt").is_file()
     assert not (tmp_path / "vae.pt").exists()
     first = FirstStep()
-    bundle = train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False, callbacks={"vae": [first]})
+    with pytest.raises(RuntimeError, match="simulated crash"):  # the VAE resumes and finishes, then the denoiser crashes
+        train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False,
+                       callbacks={"vae": [first], "ddpm": [StopAt(3)]})
     assert first.starts == [3]  # resumed at the checkpoint written at step 3, not from scratch
+    assert (tmp_path / "vae.pt").is_file() and (tmp_path / "fp.pt").is_file() and not (tmp_path / "ddpm.pt").exists()
+    resumed = FirstStep()
+    bundle = train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False, callbacks={"ddpm": [resumed]})
+    assert resumed.starts == [2]  # the denoiser resumed at its step-2 checkpoint
     assert bundle.is_file()
+    # every run of every stage logged its time, the interrupted ones too
+    times = [json.loads(line) for line in (tmp_path / "stage_times.jsonl").read_text().splitlines()]
+    assert [t["stage"] for t in times] == ["vae", "vae", "encode", "fp", "ddpm", "ddpm"]
+    assert all(t["wall_s"] > 0 and t["cpu_s"] >= 0 for t in times)
+    assert times[0]["to_step"] == FAST["vae"]["max_steps"] and times[2]["to_step"] is None
     # a finished run is not retrained: every stage is skipped
     again = {stage: [FirstStep()] for stage in ("vae", "fp", "ddpm")}
     mtime = (tmp_path / "ddpm.pt").stat().st_mtime_ns
