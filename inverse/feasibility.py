@@ -231,23 +231,17 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-def explain(model: FeasibilityModel, x: np.ndarray, *, neighbours: float = 0.05) -> str | None:
-    """Say in words which range or correlation the point ``x`` ``(d,)`` breaks (``None`` if none).
+def _range_problems(model: FeasibilityModel, x: np.ndarray) -> list[str]:
+    """One sentence per coordinate of ``x`` outside its training range."""
+    return [
+        f"{name} = {_fmt(x[j])} lies outside the training data: the {words(name)} ranges over [{_fmt(model.lo[j])}, {_fmt(model.hi[j])}] there"
+        for j, name in enumerate(model.columns) if not model.lo[j] <= x[j] <= model.hi[j]
+    ]
 
-    A coordinate outside its training range is reported first. Otherwise, for
-    each descriptor ``j`` the training samples nearest to ``x`` in the *other*
-    descriptors (a ``neighbours`` fraction of them, at least 10) give the
-    conditional range of ``j``; the descriptor furthest outside its
-    conditional range (in standard deviations) is reported.
-    """
-    x = np.asarray(x, dtype=float)
+
+def _broken_correlation(model: FeasibilityModel, x: np.ndarray, neighbours: float) -> str | None:
+    """The descriptor of ``x`` furthest outside its range conditional on the others, in words (``None`` if none)."""
     names = model.columns
-    for j, name in enumerate(names):
-        if not model.lo[j] <= x[j] <= model.hi[j]:
-            return (
-                f"{name} = {_fmt(x[j])} lies outside the training data: the {words(name)} "
-                f"ranges over [{_fmt(model.lo[j])}, {_fmt(model.hi[j])}] there"
-            )
     if len(names) < 2 or len(model.train) == 0:
         return None
     z_train = model.standardise(model.train)
@@ -263,21 +257,42 @@ def explain(model: FeasibilityModel, x: np.ndarray, *, neighbours: float = 0.05)
         if gap > 0 and (worst is None or gap > worst[0]):
             worst = (gap, j, lo, hi)
     if worst is None:
-        stats = statistics(model, x[None])
-        return (
-            f"{', '.join(f'{n} = {_fmt(v)}' for n, v in zip(names, x))} lies outside the training data "
-            f"(T² = {_fmt(stats['t2'][0])}, limit {_fmt(model.t2_limit)}; "
-            f"SPE = {_fmt(stats['spe'][0])}, limit {_fmt(model.spe_limit)})"
-        )
+        return None
     _, j, lo, hi = worst
     others = [i for i in range(len(names)) if i != j]
     given = " and ".join(f"{names[i]} = {_fmt(x[i])}" for i in others)
     context = f"that {words(names[others[0]])}" if len(others) == 1 else "those values of " + " and ".join(words(names[i]) for i in others)
     bound = f"stays below {_fmt(hi)}" if x[j] > hi else f"stays above {_fmt(lo)}"
-    return (
-        f"{names[j]} = {_fmt(x[j])} with {given} lies outside the training data: "
-        f"at {context} the {words(names[j])} {bound}"
-    )
+    return f"{names[j]} = {_fmt(x[j])} with {given} lies outside the training data: at {context} the {words(names[j])} {bound}"
+
+
+def explain(model: FeasibilityModel, x: np.ndarray, *, neighbours: float = 0.05) -> str | None:
+    """Say in words which ranges and which correlation the point ``x`` ``(d,)`` breaks (``None`` if it is feasible).
+
+    Every coordinate outside its training range is named. The correlation is
+    then judged on ``x`` clipped to the ranges: for each descriptor ``j`` the
+    training samples nearest in the *other* descriptors (a ``neighbours``
+    fraction of them, at least 10) give the conditional range of ``j``, and
+    the descriptor furthest outside it (in standard deviations) is named. A
+    point inside every range and conditional range that the PCA statistics
+    still reject lies in the sparse tails of the training data; then the
+    statistics are given.
+    """
+    x = np.asarray(x, dtype=float)
+    if constraint(model, x[None])[0] <= 0:
+        return None
+    problems = _range_problems(model, x)
+    clipped = np.clip(x, model.lo, model.hi)
+    correlation = _broken_correlation(model, clipped, neighbours)
+    if correlation is not None:
+        problems.append(correlation if not problems else f"and even within the ranges, {correlation}")
+    if problems:
+        return "; ".join(problems)
+    stats = statistics(model, x[None])
+    shown = [f"{label} = {_fmt(stats[key][0])}, limit {_fmt(limit)}"
+             for label, key, limit in (("T²", "t2", model.t2_limit), ("SPE", "spe", model.spe_limit)) if np.isfinite(limit)]
+    return (f"{', '.join(f'{n} = {_fmt(v)}' for n, v in zip(model.columns, x))} lies in the sparse tail of the training data "
+            f"({'; '.join(shown)})")
 
 
 def nearest_feasible(model: FeasibilityModel, x: np.ndarray, *, margin: float = 0.02) -> np.ndarray:

@@ -66,13 +66,25 @@ def train(
     if data is None:
         if config.data.dataset is None:
             raise InvalidInputError("--data: required, since the config names no dataset preset (data.dataset) to simulate")
-        data = build_training_data(config.data.dataset, out / "data.h5", progress=progress)
+        data = build_training_data(config.data.dataset, out / "data.h5", n_phases=config.data.n_phases,
+                                   device=_simulation_device(config.trainer.accelerator), progress=progress)
     bundle = train_pipeline(config, data=data, out_dir=out, progress=progress)
     typer.echo(f"wrote {bundle}")
 
 
-def build_training_data(dataset_preset: str, path: Path, *, progress: bool = True) -> Path:
+def _simulation_device(accelerator: str) -> str:
+    """``cuda`` when training runs on a GPU that is there, else ``cpu``."""
+    import torch
+
+    return "cuda" if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
+
+
+def build_training_data(dataset_preset: str, path: Path, *, n_phases: int | None = None, device: str = "cpu",
+                        progress: bool = True) -> Path:
     """Simulate a dataset preset into ``path`` and label it with the descriptors; both steps resume.
+
+    ``n_phases`` overrides the preset's phase count (the 3-phase training presets
+    label the same simulations with a mixed phase); ``device`` runs the simulator.
 
     Their times go to ``stage_times.jsonl`` beside ``path`` (as ``data: simulate`` and ``data: describe``).
     """
@@ -81,7 +93,7 @@ def build_training_data(dataset_preset: str, path: Path, *, progress: bool = Tru
     from generator.training.stages import stage_timer
 
     with stage_timer(path.parent, "data: simulate"):
-        simulate_dataset(dataset_preset, path, progress=progress)
+        simulate_dataset(dataset_preset, path, n_phases=n_phases, device=device, progress=progress)
     with stage_timer(path.parent, "data: describe"):
         describe_dataset(path, progress=progress)
     return path

@@ -73,6 +73,28 @@ def test_out_of_range_target(model):
     assert report.nearest["ABS_f_D"] <= model.hi[0] + 1e-12
 
 
+def test_out_of_range_target_names_the_correlation_it_also_breaks(measured_table):
+    two = fit_feasibility(measured_table, ["ABS_f_D", "CT_f_A_tort1"])
+    hi = float(two.hi[1])
+    report = check_targets(two, {"ABS_f_D": 0.72, "CT_f_A_tort1": hi + 0.05})
+    assert not report.feasible
+    first, second = report.explanation.split("; and even within the ranges, ")
+    assert first.startswith(f"CT_f_A_tort1 = {hi + 0.05:.3g} lies outside the training data")
+    # judged at the range's edge: much donor leaves few acceptor straight paths
+    assert second.startswith(f"CT_f_A_tort1 = {hi:.3g} with ABS_f_D = 0.72 lies outside the training data")
+
+
+def test_target_in_the_sparse_tail_of_one_descriptor(measured_table):
+    one = fit_feasibility(measured_table, ["ABS_f_D"])
+    lo, hi = float(one.lo[0]), float(one.hi[0])
+    # inside the range but beyond the T² threshold (a 0.99 training quantile): a tail value
+    values = np.linspace(lo, hi, 201)
+    tail = values[constraint(one, values[:, None]) > 0]
+    report = check_targets(one, {"ABS_f_D": float(tail[-1])})
+    assert not report.feasible and report.explanation is not None
+    assert "lies in the sparse tail of the training data (T² = " in report.explanation and "SPE" not in report.explanation
+
+
 def test_nearest_feasible_is_feasible_and_closer_than_any_feasible_sample(model):
     x = np.array([0.35, 0.95, 0.5])
     assert constraint(model, x[None])[0] > 0

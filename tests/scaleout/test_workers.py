@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 import pytest
 
+from generator.pipeline import load_generator
 from inverse.storage import artifact_dir, with_installed_driver
 from tests.scaleout.conftest import HEARTBEAT_ENV, kill_all, run_cli, sigkill, start_cli, wait_until
 
@@ -52,6 +53,7 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(postgres_url, t
     spec = tmp_path / "scaleout.toml"
     spec.write_text(f'generator = "{tiny_bundle}"\n' + SPEC)
     command = ("study", "run", spec, "--storage", postgres_url, "--no-progress")
+    n_conditions = len(load_generator(tiny_bundle).condition_names)  # the spec searches every condition of the model
     procs = []
     try:
         # 1. One worker, SIGKILLed in the middle of a trial once it has completed one. A trial can end
@@ -62,18 +64,20 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(postgres_url, t
             procs.append(first)
 
             def mid_trial(first=first, attempt=attempt) -> bool:
-                states = [t.state for t in trials(postgres_url)]
+                # a running trial whose conditions are all suggested (the retry reuses exactly those)
+                now = trials(postgres_url)
                 assert first.poll() is None, (tmp_path / f"worker0-{attempt}.log").read_text()[-2000:]
-                return COMPLETE in states and optuna.trial.TrialState.RUNNING in states
+                return any(t.state == COMPLETE for t in now) and any(
+                    t.state == optuna.trial.TrialState.RUNNING and len(t.params) == n_conditions for t in now)
 
             wait_until(mid_trial, timeout=240, interval=0.05, what="the first worker to be in the middle of its second trial")
             sigkill(first)
             before = trials(postgres_url)
             killed = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
-            if len(killed) == 1:
+            if len(killed) == 1 and len(killed[0].params) == n_conditions:
                 break
         else:
-            pytest.fail("in 5 attempts the kill never landed in the middle of a trial")
+            pytest.fail("in 5 attempts the kill never landed in the middle of a trial with all its conditions suggested")
         killed = killed[0]
         done_before = {t.number: t.user_attrs for t in before if t.state == COMPLETE}
 
