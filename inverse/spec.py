@@ -201,6 +201,10 @@ class StudySpec(_Strict):
         for name, bounds in v.items():
             if isinstance(bounds, tuple) and bounds[0] > bounds[1]:
                 raise ValueError(f"{name}: reversed bounds [{bounds[0]}, {bounds[1]}]")
+            values = bounds if isinstance(bounds, tuple) else (bounds,)
+            outside = [x for x in values if not is_count_descriptor(name) and not 0.0 <= x <= 1.0]
+            if outside:
+                raise ValueError(f"{name}: bound {outside[0]} is outside [0, 1]")
         return v
 
     @model_validator(mode="after")
