@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,6 +35,11 @@ class DataConfig(_Strict):
     seed: int = 0
     dataset: str | None = Field(
         None, description="dataset preset (generator/physics/presets) that `microdesign train` simulates and labels when no --data is given"
+    )
+    augment: Literal["none", "in_plane"] = Field(
+        "none",
+        description="in_plane: the encoding, feature-predictor and denoiser stages also learn every training volume under its "
+                    "in-plane symmetries (x/y flips, and the x-y transpose for square planes), which leave every descriptor unchanged",
     )
 
 

@@ -89,3 +89,21 @@ class Volumes(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.dataset[index][0]
+
+
+def in_plane_symmetries(volume_shape: tuple[int, ...]) -> int:
+    """How many in-plane symmetries :func:`apply_in_plane_symmetry` offers for volumes of ``(X, Y, Z)``.
+
+    The x and y flips (4); with the x-y transpose as well (8) when ``X == Y``.
+    Every descriptor is exactly invariant under them: they map the voxel lattice
+    onto itself and leave the electrode (z) axis alone.
+    """
+    return 8 if volume_shape[0] == volume_shape[1] else 4
+
+
+def apply_in_plane_symmetry(volumes: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry ``k`` (0 = identity) of :func:`in_plane_symmetries` applied to ``volumes`` ``(B, C, X, Y, Z)``."""
+    if k & 4:
+        volumes = volumes.transpose(2, 3)
+    dims = [d for bit, d in ((1, 2), (2, 3)) if k & bit]
+    return volumes.flip(dims) if dims else volumes

@@ -36,7 +36,16 @@ from generator.models import VAE, FeaturePredictor, LatentUNet
 from generator.training.config import TrainConfig, TrainerConfig, load_config
 from generator.data.dataset import split_by_series
 from generator.data.hdf5 import simulation_record
-from generator.training.data import Volumes, check_attributes, feature_attributes, infer_n_phases, open_dataset, sample_table
+from generator.training.data import (
+    Volumes,
+    apply_in_plane_symmetry,
+    check_attributes,
+    feature_attributes,
+    in_plane_symmetries,
+    infer_n_phases,
+    open_dataset,
+    sample_table,
+)
 from generator.training.modules import DenoiserModule, FeaturePredictorModule, VAEModule
 
 BUNDLE_NAME = "generator.pt"
@@ -188,15 +197,25 @@ def _device(trainer: TrainerConfig) -> torch.device:
 
 
 @torch.inference_mode()
-def encode_volumes(vae: VAE, volumes: Volumes, *, batch_size: int, device: torch.device, progress: bool, num_workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and standard deviation ``(N, C, x, y, z)`` of every volume, in dataset order."""
+@torch.inference_mode()
+def encode_volumes(vae: VAE, volumes: Volumes, *, batch_size: int, device: torch.device, progress: bool, num_workers: int = 0,
+                   symmetries: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and standard deviation ``(S * N, C, x, y, z)`` of every volume under ``S = symmetries``.
+
+    Row ``s * N + i`` encodes volume ``i`` (dataset order) under in-plane
+    symmetry ``s`` (:func:`generator.training.data.apply_in_plane_symmetry`;
+    ``s = 0`` is the volume itself).
+    """
     vae = vae.to(device).eval()
     mus, sigmas = [], []
     loader = DataLoader(volumes, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    for grey in tqdm(loader, desc="encoding", disable=not progress, leave=False):
-        mu, logvar = vae.encode(grey.to(device))
-        mus.append(mu.float().cpu())
-        sigmas.append(torch.exp(0.5 * logvar).float().cpu())
+    with tqdm(total=symmetries * len(volumes), desc="encoding", disable=not progress, leave=False) as bar:
+        for s in range(symmetries):
+            for grey in loader:
+                mu, logvar = vae.encode(apply_in_plane_symmetry(grey.to(device), s))
+                mus.append(mu.float().cpu())
+                sigmas.append(torch.exp(0.5 * logvar).float().cpu())
+                bar.update(len(grey))
     return torch.cat(mus), torch.cat(sigmas)
 
 
@@ -300,14 +319,21 @@ def train_pipeline(
 
         # 2. encode the dataset
         latent_file = out_dir / "latents.pt"
+        symmetries = in_plane_symmetries(dataset.volume_shape) if config.data.augment == "in_plane" else 1
         if not latent_file.is_file():
             with stage_timer(out_dir, "encode"):
-                mu, sigma = encode_volumes(vae, volumes, batch_size=config.vae.batch_size, device=_device(tc), progress=progress, num_workers=workers)
+                mu, sigma = encode_volumes(vae, volumes, batch_size=config.vae.batch_size, device=_device(tc), progress=progress,
+                                           num_workers=workers, symmetries=symmetries)
                 _save({"mu": mu, "sigma": sigma}, latent_file)
         encoded = _load(latent_file)
         mu, sigma = encoded["mu"], encoded["sigma"]
-        latent_mean = mu[train_idx].mean(dim=(0, 2, 3, 4))
-        latent_std = mu[train_idx].std(dim=(0, 2, 3, 4)).clamp_min(1e-6)
+        # latent rows s * N + i: volume i under in-plane symmetry s; the latent stages learn every symmetry of the
+        # training series (their descriptors are the same) and are validated on the volumes as they are
+        n = len(table)
+        train_rows = torch.as_tensor(np.concatenate([s * n + np.asarray(train_idx) for s in range(symmetries)]), dtype=torch.long)
+        sample_of = train_rows % n
+        latent_mean = mu[train_rows].mean(dim=(0, 2, 3, 4))
+        latent_std = mu[train_rows].std(dim=(0, 2, 3, 4)).clamp_min(1e-6)
 
         # 3. feature predictor
         targets = torch.tensor(table[attributes].to_numpy(dtype=np.float32))
@@ -320,7 +346,7 @@ def train_pipeline(
                 module = FeaturePredictorModule(fp, latent_mean, latent_std, lr=config.fp.lr, weight_decay=config.fp.weight_decay)
                 fit_stage(
                     module,
-                    _loader(TensorDataset(mu[train_idx], sigma[train_idx], normalised[train_idx]), config.fp.batch_size, True),
+                    _loader(TensorDataset(mu[train_rows], sigma[train_rows], normalised[sample_of]), config.fp.batch_size, True),
                     _loader(TensorDataset(mu[val_idx], sigma[val_idx], normalised[val_idx]), config.fp.batch_size, False) if len(val_idx) else None,
                     stage="fp", out_dir=out_dir, max_steps=config.fp.max_steps, val_every=config.fp.val_every,
                     checkpoint_every=config.fp.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("fp", ()),
@@ -344,7 +370,7 @@ def train_pipeline(
                 )
                 fit_stage(
                     module,
-                    _loader(TensorDataset(mu[train_idx], sigma[train_idx], context[train_idx]), config.ddpm.batch_size, True),
+                    _loader(TensorDataset(mu[train_rows], sigma[train_rows], context[sample_of]), config.ddpm.batch_size, True),
                     _loader(TensorDataset(mu[val_idx], sigma[val_idx], context[val_idx]), config.ddpm.batch_size, False) if len(val_idx) else None,
                     stage="ddpm", out_dir=out_dir, max_steps=config.ddpm.max_steps, val_every=config.ddpm.val_every,
                     checkpoint_every=config.ddpm.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("ddpm", ()),

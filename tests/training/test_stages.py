@@ -88,3 +88,29 @@ def test_unknown_condition_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(InvalidInputError, match="data.conditions: attribute 'no_such_descriptor'"):
         train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path / "o", overrides={"data": {"conditions": ["no_such_descriptor"]}}, progress=False)
     assert not (tmp_path / "o").exists()  # nothing written for a bad config
+
+
+def test_in_plane_symmetries_keep_every_descriptor(tiny_dataset):
+    from generator.descriptors import compute
+    from generator.physics.labels import grey_to_labels
+    from generator.training.data import Volumes, apply_in_plane_symmetry, in_plane_symmetries, open_dataset
+
+    dataset = open_dataset(tiny_dataset)
+    grey = Volumes(dataset)[len(dataset) - 1][None]  # (1, 1, 32, 32, 16), the most coarsened snapshot
+    assert in_plane_symmetries(dataset.volume_shape) == 8 and in_plane_symmetries((32, 16, 16)) == 4
+    images = [apply_in_plane_symmetry(grey, k) for k in range(8)]
+    assert len({tuple(im.flatten().tolist()) for im in images}) == 8  # eight different volumes
+    base = compute(grey_to_labels(grey[0, 0].numpy(), 2))
+    for image in images:
+        assert compute(grey_to_labels(image[0, 0].numpy(), 2)) == pytest.approx(base, rel=1e-12, abs=1e-12)
+
+
+def test_in_plane_augmentation_trains_on_every_symmetry(tiny_dataset, tmp_path):
+    overrides = {**FAST, "data": {"augment": "in_plane"}}
+    bundle = train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=overrides, progress=False)
+    latents = torch.load(tmp_path / "latents.pt", weights_only=True)["mu"]
+    n = 16  # the tiny dataset's volumes
+    assert latents.shape[0] == 8 * n
+    # row s * n + i encodes volume i under symmetry s: the flips of a volume are encoded, not copied
+    assert not torch.allclose(latents[:n], latents[n:2 * n])
+    assert bundle.is_file()
