@@ -211,3 +211,32 @@ def test_nan_decoder_output_fails_the_trial_with_the_reason_and_the_study_goes_o
                              "--steps", "2", "--model", nan_decoder_bundle, "--out", tmp_path / "gen"], monkeypatch, capsys)
     one_line_error(code, err, "non-finite")
     assert not any((tmp_path / "gen").glob("*")) if (tmp_path / "gen").exists() else True
+
+
+def test_inf_recipe_fails_one_trial_and_the_next_trials_are_measured(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """The feature predictor returns +inf for the first generation only: that trial fails with the reason, the rest complete."""
+    from generator.pipeline import Generator
+
+    real_generate = Generator.generate
+    calls = []
+
+    def first_call_inf(self, *args, **kwargs):
+        result = real_generate(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            result.predicted["chi"] = np.full_like(np.asarray(result.predicted["chi"], dtype=float), np.inf)
+        return result
+
+    monkeypatch.setattr(Generator, "generate", first_call_inf)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "inf.toml").write_text(STUDY.format().replace("n_trials = 3", "n_trials = 4"))
+    url = f"sqlite:///{tmp_path}/inf.db"
+    code, _, err = run_main(["study", "run", "inf.toml", "--model", tiny_bundle, "--storage", url, "--no-progress"], monkeypatch, capsys)
+    assert code == 0, err
+    trials = optuna.load_study(study_name="inf", storage=url).trials
+    generated = [t for t in trials if t.user_attrs.get("status") in ("measured", "failed")]
+    first = generated[0]
+    assert first.state == optuna.trial.TrialState.FAIL and "feature predictor returned non-finite chi" in first.user_attrs["failure"]
+    later = generated[1:]
+    assert later and all(t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["status"] == "measured" for t in later)
+    assert all(np.isfinite(t.user_attrs["recipe_mean"]["chi"]) for t in later)
