@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -70,13 +71,17 @@ def test_model_card_matches_the_shipped_bundle():
     assert _card_number(r"\((\d+) training volumes\)") == len(train_idx)
     assert _card_number(r"series \((\d+) volumes\)") == len(val_idx)
     # every condition has a number for each sampler/guidance row, and each row's plot is shipped
-    rows = [line for line in text.splitlines() if line.startswith(("| ddpm-1000 |", "| dpm++-25 |"))]
+    rows = [line for line in text.splitlines() if line.startswith(("| ddpm-1000 |", "| dpm++-25 |")) and "[png]" in line]
     assert len(rows) == 4
     for row in rows:
-        r2 = [float(x) for x in re.findall(r"\| (-?[\d.]+) \(", row)]
+        r2 = [float(x) for x in re.findall(r"\| (-?[\d.]+) \[-?[\d.]+, -?[\d.]+\] \(", row)]
         assert len(r2) == len(bundle["condition_names"]) and all(v <= 1.0 for v in r2)
         png = re.search(r"\[png\]\(([^)]+)\)", row).group(1)
         assert (CARD.parent / png).is_file()
+    # each target of the default model is stated with its measured value and verdict
+    targets = [line for line in text.split("## Targets", 1)[1].splitlines() if line.startswith("| R² ")]
+    assert len(targets) == 4 * len(bundle["condition_names"])
+    assert all(line.rstrip().endswith(("| yes |", "| no |")) for line in targets)
     assert 0.5 < _card_number(r"Voxel accuracy of reconstructions \(posterior mean\): mean ([\d.]+)") <= 1.0
     for stage in ("vae", "fp", "ddpm"):
         assert re.search(rf"^\| {stage} \| \d+ \| \d+ \|", text, re.M), f"no training time for {stage}"
@@ -99,6 +104,9 @@ def test_train_without_data_simulates_and_labels_the_preset_dataset(tmp_path, mo
     table = sample_table(open_dataset(out / "data.h5"))
     assert len(table) == 16 and np.isfinite(table["CT_f_D_tort1"]).all()
     assert load_generator(out / "generator.pt").volume_shape == (32, 32, 16)
+    # every step's time is logged for the model card, the data's too
+    stages = [json.loads(line)["stage"] for line in (out / "stage_times.jsonl").read_text().splitlines()]
+    assert stages == ["data: simulate", "data: describe", "vae", "encode", "fp", "ddpm"]
 
 
 def test_train_without_data_needs_a_dataset_preset(tmp_path, monkeypatch, capsys):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
@@ -58,12 +57,3 @@ def test_train_writes_a_loadable_bundle(tiny_dataset, tmp_path, monkeypatch, cap
     assert f"wrote {bundle}" in out
     assert load_generator(bundle).volume_shape == (32, 32, 16)
 
-
-def test_train_without_data_simulates_the_preset_dataset(tmp_path, monkeypatch, capsys):
-    small = ["--set", "vae.max_steps=2", "--set", "fp.max_steps=2", "--set", "ddpm.max_steps=2", "--set", "ddpm.model.channel_mults=[1]"]
-    code, out, err = _run(monkeypatch, capsys, "--out", str(tmp_path / "m"), "--preset", "tiny", "--no-progress",
-                          "--set", "data.dataset=tiny", *small)
-    assert code == 0, err
-    assert (tmp_path / "m" / "data.h5").is_file() and load_generator(tmp_path / "m" / "generator.pt").n_phases == 2
-    stages = [json.loads(line)["stage"] for line in (tmp_path / "m" / "stage_times.jsonl").read_text().splitlines()]
-    assert stages == ["data: simulate", "data: describe", "vae", "encode", "fp", "ddpm"]
