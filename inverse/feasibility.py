@@ -26,13 +26,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 from scipy.stats import qmc
 from sklearn.decomposition import PCA
+
+if TYPE_CHECKING:
+    import torch
 
 from generator.errors import FileFormatError, InvalidInputError
 from inverse._words import words
@@ -197,6 +200,32 @@ def statistics(model: FeasibilityModel, x: np.ndarray) -> dict[str, np.ndarray]:
 def constraint(model: FeasibilityModel, x: np.ndarray) -> np.ndarray:
     """``max(T²/T²_lim, SPE/SPE_lim) - 1`` (inside the ranges) for ``x`` ``(m, d)``; ``<= 0`` is feasible."""
     return statistics(model, x)["constraint"]
+
+
+def constraint_tensor(model: FeasibilityModel, x: torch.Tensor) -> torch.Tensor:
+    """:func:`constraint` of points ``x`` ``(..., d)`` (original units) as a differentiable torch function ``(...)``.
+
+    The same formula as :func:`statistics`, for gradient-based optimisers (BoTorch's
+    input constraints).
+    """
+    import torch
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a, dtype=float), dtype=x.dtype, device=x.device)
+
+    ratios = [torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)]
+    if model.pca is not None:
+        centred = (x - t(model.mean)) / t(model.scale) - t(model.pca.mean_)
+        components = t(model.pca.components_)
+        scores = centred @ components.T
+        if np.isfinite(model.t2_limit):
+            ratios.append((scores**2 / t(model.pca.explained_variance_)).sum(-1) / model.t2_limit)
+        if np.isfinite(model.spe_limit):
+            ratios.append(((centred - scores @ components) ** 2).sum(-1) / model.spe_limit)
+    inside = torch.stack(ratios).amax(0) - 1.0
+    width = t(np.where(model.hi > model.lo, model.hi - model.lo, 1.0))
+    excess = torch.maximum((t(model.lo) - x) / width, (x - t(model.hi)) / width).amax(-1).clamp_min(0.0)
+    return torch.where(excess > 0, torch.maximum(inside, excess), inside)
 
 
 @dataclass(frozen=True)

@@ -58,22 +58,48 @@ def _single_threaded(func):  # noqa: ANN001, ANN202
     """Run a BoTorch candidates function on one torch thread (GPs on tens of points: threads only add overhead)."""
 
     @functools.wraps(func)
-    def wrapper(*args):  # noqa: ANN002, ANN202
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         finally:
             torch.set_num_threads(threads)
 
     return wrapper
 
 
+#: Sobol points of the unit cube screened for feasible starting points of the constrained acquisition optimiser.
+_RAW_SAMPLES = 256
+_RESTARTS = 4
+
+
+def _feasible_starts(acqf, input_constraint, bounds, seed: int):  # noqa: ANN001, ANN202
+    """``(restarts, 1, d)`` feasible starting points (unit cube) of highest acquisition value, or ``None`` if no raw point is feasible."""
+    import torch
+    from botorch.utils.transforms import unnormalize
+
+    raw = torch.quasirandom.SobolEngine(bounds.size(1), scramble=True, seed=seed).draw(_RAW_SAMPLES).to(bounds)
+    with torch.no_grad():
+        feasible = raw[input_constraint(unnormalize(raw, bounds=bounds)) <= 0]
+        if len(feasible) == 0:
+            return None
+        values = acqf(feasible[:, None, :])
+    return feasible[values.argsort(descending=True)[:_RESTARTS]][:, None, :]
+
+
 @_single_threaded
-def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # noqa: ANN001, ANN202
-    """BoTorch qLogNEI with outcome constraints (single objective), for :class:`BoTorchSampler`."""
+def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x, *, input_constraint=None):  # noqa: ANN001, ANN202
+    """BoTorch qLogNEI (single objective), for :class:`BoTorchSampler`.
+
+    ``train_con`` (from ``trial.set_constraint``) enter as modelled outcome
+    constraints. ``input_constraint`` (``x (..., d)`` in the sampler's columns,
+    original units -> ``(...)``, ``<= 0`` feasible), when given, is a *known*
+    constraint on the inputs: the acquisition is optimised only over the
+    points that satisfy it (SLSQP from feasible Sobol starting points).
+    """
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
@@ -108,11 +134,21 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x):  # no
             model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([64])), X_pending=pending,
             prune_baseline=True, **kwargs,
         )
-        candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=4, raw_samples=128, options={"batch_limit": 4, "maxiter": 60})
+        starts = None if input_constraint is None else _feasible_starts(acqf, input_constraint, bounds, seed=len(train_x))
+        if starts is None:
+            candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=_RESTARTS, raw_samples=128,
+                                          options={"batch_limit": 4, "maxiter": 60})
+        else:
+            def feasible(u: torch.Tensor) -> torch.Tensor:  # BoTorch's convention: >= 0 is feasible
+                return -input_constraint(unnormalize(u, bounds=bounds))
+
+            candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=len(starts), batch_initial_conditions=starts,
+                                          nonlinear_inequality_constraints=[(feasible, True)], options={"maxiter": 60})
     return unnormalize(candidates.detach(), bounds=bounds)
 
 
-def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trials: int = 8) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trials: int = 8,
+                 input_constraint: Callable[[Any], Any] | None = None) -> optuna.samplers.BaseSampler:
     """The Optuna sampler for a spec's ``sampler`` field.
 
     ``random`` (:class:`~optuna.samplers.RandomSampler`), ``tpe`` (multivariate
@@ -121,6 +157,11 @@ def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trial
     one objective and qLogNEHVI for several; constraints come from
     ``trial.set_constraint``). The model-based samplers start with
     ``n_startup_trials`` quasi-random (Sobol) trials.
+
+    ``input_constraint`` (single-objective ``botorch`` only) is the feasibility
+    constraint as a torch function of the searched parameters in name order
+    (``x (..., d) -> (...)``, ``<= 0`` feasible): qLogNEI is then optimised
+    over feasible inputs only (:func:`_qlognei_candidates`).
     """
     startup = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False)
     if name == "random":
@@ -135,7 +176,10 @@ def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trial
         from optuna_integration import BoTorchSampler
         from optuna_integration.botorch import qnehvi_candidates_func
 
-        candidates = _qlognei_candidates if n_objectives == 1 else _single_threaded(qnehvi_candidates_func)
+        if n_objectives == 1:
+            candidates = functools.partial(_qlognei_candidates, input_constraint=input_constraint)
+        else:
+            candidates = _single_threaded(qnehvi_candidates_func)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return BoTorchSampler(candidates_func=candidates, n_startup_trials=n_startup_trials, seed=seed, independent_sampler=startup)
@@ -218,6 +262,27 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
     directions = (["minimize"] if spec.targets else []) + [o.direction for o in spec.objectives]
     scales = evaluation.descriptor_scales(spec.descriptor_names(), generator.descriptor_table)
     return StudyPlan(resolved, generator, model, fraction, scales, directions)
+
+
+def _input_constraint(plan: StudyPlan) -> Callable[[Any], Any] | None:
+    """The feasibility constraint as a torch function of the searched conditions in name order (option A only).
+
+    Optuna's samplers see the searched parameters sorted by name; the fixed
+    conditions are filled in, and the model's column order restored.
+    """
+    if plan.spec.feasibility != "constraint":
+        return None
+    resolved, model = plan.resolved, plan.feasible
+    searched = sorted(resolved.bounds)
+
+    def constraint(x):  # noqa: ANN001, ANN202
+        import torch
+
+        columns = [x[..., searched.index(n)] if n in resolved.bounds
+                   else torch.full(x.shape[:-1], resolved.fixed[n], dtype=x.dtype, device=x.device) for n in model.columns]
+        return feasibility.constraint_tensor(model, torch.stack(columns, dim=-1))
+
+    return constraint
 
 
 # ----------------------------------------------------------------------------- proposals
@@ -398,7 +463,8 @@ def run_study(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-            sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials)
+            sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials,
+                                   input_constraint=_input_constraint(plan))
             study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler, load_if_exists=True)
             if [d.name.lower() for d in study.directions] != plan.directions:
                 raise InvalidInputError(f"name: study {spec.name!r} already exists in {url} with other objectives")

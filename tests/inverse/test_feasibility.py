@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from generator.errors import InvalidInputError
+from inverse import feasibility
 from inverse.feasibility import (
     check_search_space,
     check_targets,
@@ -43,6 +44,18 @@ def test_statistics_match_their_definitions(model, measured_table):
     stats = statistics(model, x)
     np.testing.assert_allclose(stats["t2"], t2, rtol=1e-10)
     np.testing.assert_allclose(stats["spe"], spe, rtol=1e-8, atol=1e-12)
+
+
+def test_torch_constraint_equals_the_numpy_one(model, measured_table):
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([measured_table[COLUMNS].to_numpy()[:20], rng.uniform(-0.2, 1.2, size=(50, len(COLUMNS)))])
+    expected = constraint(model, x)
+    assert (expected > 0).any() and (expected <= 0).any()
+    got = feasibility.constraint_tensor(model, torch.tensor(x, dtype=torch.float64, requires_grad=True))
+    np.testing.assert_allclose(got.detach().numpy(), expected, rtol=1e-9, atol=1e-12)
+    got.sum().backward()  # differentiable, for gradient-based acquisition optimisers
 
 
 def test_typical_target_is_feasible(model, measured_table):

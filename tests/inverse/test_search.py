@@ -47,6 +47,25 @@ def test_samplers_minimise_a_constrained_quadratic(name):
         assert sum(all(v <= 0 for v in t.constraints.values()) for t in late) >= len(late) // 2
 
 
+@pytest.mark.slow
+def test_botorch_with_a_known_input_constraint_proposes_only_feasible_points():
+    def x_plus_y_minus_one(x):  # feasible where x + y <= 1, in the sampler's (name-sorted) columns: x, y
+        return x[..., 0] + x[..., 1] - 1.0
+
+    sampler = make_sampler("botorch", seed=0, n_startup_trials=4, input_constraint=x_plus_y_minus_one)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> float:
+        x, y = trial.suggest_float("x", 0.0, 1.0), trial.suggest_float("y", 0.0, 1.0)
+        return (x - 0.8) ** 2 + (y - 0.8) ** 2  # the unconstrained optimum (0.8, 0.8) is infeasible
+
+    study.optimize(objective, n_trials=8)
+    proposals = [(t.params["x"], t.params["y"]) for t in study.trials[4:]]
+    assert all(x + y <= 1.0 + 1e-6 for x, y in proposals)  # the model never proposes outside the known constraint
+    best = min(study.trials[4:], key=lambda t: t.value)
+    assert best.params["x"] + best.params["y"] > 0.9  # pressed against the constraint, towards the optimum
+
+
 def test_unknown_sampler_is_a_user_error():
     with pytest.raises(InvalidInputError, match="^sampler"):
         make_sampler("cmaes", seed=0)
@@ -74,6 +93,25 @@ def _spec(tiny_bundle, **fields):
         **fields,
     }
     return parse_spec(data)
+
+
+def test_input_constraint_is_the_feasibility_of_the_condition_vector(tiny_bundle, tiny_generator):
+    import torch
+
+    from inverse.feasibility import constraint
+    from inverse.search import _input_constraint
+
+    names = list(tiny_generator.condition_names)
+    lo, hi = tiny_generator.condition_ranges[names[1]]
+    fixed = 0.5 * (lo + hi)
+    plan = plan_study(_spec(tiny_bundle, search={names[1]: fixed}), tiny_generator)
+    searched = sorted(plan.resolved.bounds)  # the order Optuna's samplers give the parameters in
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(*plan.resolved.bounds[n], size=40) for n in searched])
+    full = np.array([[row[searched.index(n)] if n in searched else fixed for n in names] for row in x])
+    got = _input_constraint(plan)(torch.tensor(x, dtype=torch.float64))
+    np.testing.assert_allclose(got.numpy(), constraint(plan.feasible, full), rtol=1e-9, atol=1e-12)
+    assert _input_constraint(plan_study(_spec(tiny_bundle, feasibility="pca"), tiny_generator)) is None
 
 
 @pytest.mark.slow
