@@ -218,6 +218,9 @@ class StudyPlan:
         Score normalisation ``s_j`` per target descriptor.
     directions
         Optuna directions (``minimize`` for the target score first, then the objectives).
+    feasibility_mode
+        ``constraint`` (option A: check each proposal) or ``pca`` (option B: search in
+        PCA scores); the spec's ``auto`` resolved by :func:`resolve_feasibility_mode`.
     """
 
     resolved: ResolvedSpec
@@ -226,6 +229,7 @@ class StudyPlan:
     feasible_fraction: float
     scales: dict[str, float]
     directions: list[str]
+    feasibility_mode: str = "constraint"
 
     @property
     def spec(self) -> StudySpec:
@@ -254,14 +258,35 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
     )
     model = feasibility_model(generator)
     fraction = feasibility.check_search_space(model, resolved.bounds, resolved.fixed, seed=spec.seed)
-    if spec.feasibility == "pca":
+    mode = resolve_feasibility_mode(spec.feasibility, model, resolved)
+    directions = (["minimize"] if spec.targets else []) + [o.direction for o in spec.objectives]
+    scales = evaluation.descriptor_scales(spec.descriptor_names(), generator.descriptor_table)
+    return StudyPlan(resolved, generator, model, fraction, scales, directions, mode)
+
+
+def resolve_feasibility_mode(requested: str, model: feasibility.FeasibilityModel, resolved: ResolvedSpec) -> str:
+    """``constraint`` (option A) or ``pca`` (option B) for a spec's ``feasibility`` field.
+
+    ``auto`` takes option B, which measured fewer generator evaluations to a hard
+    target for every sampler on the default model (docs/inverse.md), where it
+    fits: the model carries a training-descriptor table and the spec searches
+    every condition over the model's whole range (no ``[search]`` entry; B's
+    proposals cover the training data, so a narrowed box would reject most of
+    them). Otherwise option A.
+
+    Raises
+    ------
+    InvalidInputError
+        ``pca`` asked for where it does not apply.
+    """
+    if requested == "auto":
+        return "pca" if model.pca is not None and not resolved.spec.search else "constraint"
+    if requested == "pca":
         if model.pca is None:
             raise InvalidInputError("feasibility: 'pca' needs a model with a training-descriptor table; use 'constraint'")
         if resolved.fixed:
             raise InvalidInputError("feasibility: 'pca' searches every condition; do not fix any in [search]")
-    directions = (["minimize"] if spec.targets else []) + [o.direction for o in spec.objectives]
-    scales = evaluation.descriptor_scales(spec.descriptor_names(), generator.descriptor_table)
-    return StudyPlan(resolved, generator, model, fraction, scales, directions)
+    return requested
 
 
 def _input_constraint(plan: StudyPlan) -> Callable[[Any], Any] | None:
@@ -270,7 +295,7 @@ def _input_constraint(plan: StudyPlan) -> Callable[[Any], Any] | None:
     Optuna's samplers see the searched parameters sorted by name; the fixed
     conditions are filled in, and the model's column order restored.
     """
-    if plan.spec.feasibility != "constraint":
+    if plan.feasibility_mode != "constraint":
         return None
     resolved, model = plan.resolved, plan.feasible
     searched = sorted(resolved.bounds)
@@ -290,7 +315,7 @@ def _input_constraint(plan: StudyPlan) -> Callable[[Any], Any] | None:
 def _suggest_conditions(trial: optuna.Trial, plan: StudyPlan) -> dict[str, float]:
     """Ask the sampler for one condition vector ``{name: value}`` (searched and fixed)."""
     resolved = plan.resolved
-    if plan.spec.feasibility == "pca":
+    if plan.feasibility_mode == "pca":
         model = plan.feasible
         radius = float(np.sqrt(model.t2_limit))
         u = np.array([trial.suggest_float(f"pc{i + 1}", -radius, radius) for i in range(model.n_components)])

@@ -48,7 +48,7 @@ from generator.errors import InvalidInputError
 from generator.io.toml import read_toml
 
 SamplerName = Literal["random", "tpe", "gp", "botorch"]
-FeasibilityMode = Literal["constraint", "pca"]
+FeasibilityMode = Literal["auto", "constraint", "pca"]
 
 #: Descriptor-name prefixes of counts (not fractions): their targets may exceed 1.
 COUNT_PREFIXES = ("STAT_", "CT_n_", "CT_e_")
@@ -174,7 +174,7 @@ class StudySpec(_Strict):
     n_startup_trials: int = Field(default=8, ge=1)
     seed: int = 0
     storage: str | None = None
-    feasibility: FeasibilityMode = "constraint"
+    feasibility: FeasibilityMode = "auto"
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
 
     @field_validator("name")
