@@ -103,6 +103,7 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x, *, inp
     import torch
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
     from botorch.acquisition.objective import GenericMCObjective
+    from botorch.exceptions.errors import CandidateGenerationError
     from botorch.exceptions.warnings import BotorchWarning
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -130,6 +131,7 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x, *, inp
         # acquisition optimiser fails; neither is actionable for the user
         warnings.simplefilter("ignore", BotorchWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)  # linear_operator, internal
         acqf = qLogNoisyExpectedImprovement(
             model=model, X_baseline=x, sampler=SobolQMCNormalSampler(torch.Size([64])), X_pending=pending,
             prune_baseline=True, **kwargs,
@@ -142,8 +144,11 @@ def _qlognei_candidates(train_x, train_obj, train_con, bounds, pending_x, *, inp
             def feasible(u: torch.Tensor) -> torch.Tensor:  # BoTorch's convention: >= 0 is feasible
                 return -input_constraint(unnormalize(u, bounds=bounds))
 
-            candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=len(starts), batch_initial_conditions=starts,
-                                          nonlinear_inequality_constraints=[(feasible, True)], options={"maxiter": 60})
+            try:
+                candidates, _ = optimize_acqf(acqf, bounds=unit, q=1, num_restarts=len(starts), batch_initial_conditions=starts,
+                                              nonlinear_inequality_constraints=[(feasible, True)], options={"maxiter": 60})
+            except CandidateGenerationError:  # SLSQP left the (non-smooth) feasible set from every start: keep the best start
+                candidates = starts[0]
     return unnormalize(candidates.detach(), bounds=bounds)
 
 

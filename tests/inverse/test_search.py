@@ -66,6 +66,26 @@ def test_botorch_with_a_known_input_constraint_proposes_only_feasible_points():
     assert best.params["x"] + best.params["y"] > 0.9  # pressed against the constraint, towards the optimum
 
 
+@pytest.mark.slow
+def test_botorch_keeps_a_feasible_start_when_the_constrained_optimiser_fails(monkeypatch):
+    import botorch.optim
+    from botorch.exceptions.errors import CandidateGenerationError
+
+    real = botorch.optim.optimize_acqf
+
+    def failing_when_constrained(*args, **kwargs):
+        if kwargs.get("nonlinear_inequality_constraints"):
+            raise CandidateGenerationError("The optimizer produced infeasible candidates.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(botorch.optim, "optimize_acqf", failing_when_constrained)
+    sampler = make_sampler("botorch", seed=1, n_startup_trials=3, input_constraint=lambda x: x[..., 0] + x[..., 1] - 1.0)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.8) ** 2 + (t.suggest_float("y", 0.0, 1.0) - 0.8) ** 2, n_trials=5)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert all(t.params["x"] + t.params["y"] <= 1.0 + 1e-9 for t in study.trials[3:])
+
+
 def test_unknown_sampler_is_a_user_error():
     with pytest.raises(InvalidInputError, match="^sampler"):
         make_sampler("cmaes", seed=0)
