@@ -33,7 +33,7 @@ from generator.checkpoint import make_bundle, save_bundle, zip_problem
 from generator.errors import CheckpointError, InvalidInputError
 from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, LatentUNet
-from generator.training.config import TrainConfig, TrainerConfig, load_config
+from generator.training.config import StageConfig, TrainConfig, TrainerConfig, load_config
 from generator.data.dataset import split_by_series
 from generator.data.hdf5 import simulation_record
 from generator.training.data import (
@@ -335,6 +335,16 @@ def train_pipeline(
         latent_mean = mu[train_rows].mean(dim=(0, 2, 3, 4))
         latent_std = mu[train_rows].std(dim=(0, 2, 3, 4)).clamp_min(1e-6)
 
+        def fit_latent_stage(module: L.LightningModule, stage: str, stage_config: StageConfig, values: torch.Tensor) -> None:
+            """Fit a stage on (latent mean, latent std, ``values`` per sample): every symmetry of the training rows, the validation rows as they are."""
+            fit_stage(
+                module,
+                _loader(TensorDataset(mu[train_rows], sigma[train_rows], values[sample_of]), stage_config.batch_size, True),
+                _loader(TensorDataset(mu[val_idx], sigma[val_idx], values[val_idx]), stage_config.batch_size, False) if len(val_idx) else None,
+                stage=stage, out_dir=out_dir, max_steps=stage_config.max_steps, val_every=stage_config.val_every,
+                checkpoint_every=stage_config.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get(stage, ()),
+            )
+
         # 3. feature predictor
         targets = torch.tensor(table[attributes].to_numpy(dtype=np.float32))
         fp = FeaturePredictor(config.fp.model, latent_shape, len(attributes))
@@ -344,13 +354,7 @@ def train_pipeline(
             with stage_timer(out_dir, "fp", config.fp.max_steps):
                 normalised = fp.normalise(targets)
                 module = FeaturePredictorModule(fp, latent_mean, latent_std, lr=config.fp.lr, weight_decay=config.fp.weight_decay)
-                fit_stage(
-                    module,
-                    _loader(TensorDataset(mu[train_rows], sigma[train_rows], normalised[sample_of]), config.fp.batch_size, True),
-                    _loader(TensorDataset(mu[val_idx], sigma[val_idx], normalised[val_idx]), config.fp.batch_size, False) if len(val_idx) else None,
-                    stage="fp", out_dir=out_dir, max_steps=config.fp.max_steps, val_every=config.fp.val_every,
-                    checkpoint_every=config.fp.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("fp", ()),
-                )
+                fit_latent_stage(module, "fp", config.fp, normalised)
                 _save(module.fp.state_dict(), fp_file)
         fp.load_state_dict(_load(fp_file))
 
@@ -368,13 +372,7 @@ def train_pipeline(
                     unet, config.ddpm.schedule, latent_mean, latent_std, lr=config.ddpm.lr, weight_decay=config.ddpm.weight_decay,
                     condition_dropout=config.ddpm.condition_dropout, ema_decay=config.ddpm.ema_decay,
                 )
-                fit_stage(
-                    module,
-                    _loader(TensorDataset(mu[train_rows], sigma[train_rows], context[sample_of]), config.ddpm.batch_size, True),
-                    _loader(TensorDataset(mu[val_idx], sigma[val_idx], context[val_idx]), config.ddpm.batch_size, False) if len(val_idx) else None,
-                    stage="ddpm", out_dir=out_dir, max_steps=config.ddpm.max_steps, val_every=config.ddpm.val_every,
-                    checkpoint_every=config.ddpm.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("ddpm", ()),
-                )
+                fit_latent_stage(module, "ddpm", config.ddpm, context)
                 _save(module.denoiser().state_dict(), ddpm_file)
         unet.load_state_dict(_load(ddpm_file))
 
