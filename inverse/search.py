@@ -295,12 +295,14 @@ def resolve_feasibility_mode(requested: str, model: feasibility.FeasibilityModel
 
 
 def _input_constraint(plan: StudyPlan) -> Callable[[Any], Any] | None:
-    """The feasibility constraint as a torch function of the searched conditions in name order (option A only).
+    """The feasibility constraint as a torch function of the searched conditions in name order.
+
+    ``None`` unless the spec asks for it (``input_constraint = true``) with option A.
 
     Optuna's samplers see the searched parameters sorted by name; the fixed
     conditions are filled in, and the model's column order restored.
     """
-    if plan.feasibility_mode != "constraint":
+    if plan.feasibility_mode != "constraint" or not plan.spec.input_constraint:
         return None
     resolved, model = plan.resolved, plan.feasible
     searched = sorted(resolved.bounds)
