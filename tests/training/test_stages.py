@@ -114,3 +114,14 @@ def test_in_plane_augmentation_trains_on_every_symmetry(tiny_dataset, tmp_path):
     # row s * n + i encodes volume i under symmetry s: the flips of a volume are encoded, not copied
     assert not torch.allclose(latents[:n], latents[n:2 * n])
     assert bundle.is_file()
+
+
+def test_truncated_stage_checkpoint_is_a_clear_error(tiny_dataset, tmp_path):
+    from generator.errors import CheckpointError
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False, callbacks={"vae": [StopAt(4)]})
+    last = tmp_path / "checkpoints" / "vae" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a kill in the middle of Lightning's write
+    with pytest.raises(CheckpointError, match=r"checkpoint: .*last\.ckpt is truncated or corrupt .*delete it and run again"):
+        train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False)
