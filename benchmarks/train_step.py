@@ -10,7 +10,7 @@ by round (so that a busy neighbour hits every configuration alike):
   threads, batch 8/16/32, ``torch.compile``, and two architecture variants
   (a full-resolution 3x3x3 output conv instead of our transposed k4 s2 output
   layer; a stride-1 full-resolution stem before the first stride-2 layer);
-* the ``small`` preset's latent UNet step (width 32, batch 64): oneDNN on/off,
+* the ``small`` preset's latent UNet step (its width, 16, at batch 64): oneDNN on/off,
   threads, ``channels_last_3d``, ``torch.compile``.
 
 For each it reports the median wall time per step and per volume, the spread

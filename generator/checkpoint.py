@@ -178,7 +178,22 @@ def read_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [key for key in _NETWORKS if key not in bundle["state_dicts"]]
     if missing:
         raise CheckpointError(f"model: bundle {path} lacks the state dict(s) of {', '.join(missing)}")
+    _check_condition_statistics(bundle, path)
     return bundle
+
+
+def _check_condition_statistics(bundle: Mapping[str, Any], path: Path) -> None:
+    """The context normalisation has one entry per condition, and the descriptor table holds every condition."""
+    names = list(bundle["condition_names"])
+    for key in ("context_mean", "context_std"):
+        stats = bundle.get("normalisation", {}).get(key)
+        if stats is not None and len(stats) != len(names):
+            raise CheckpointError(f"model: bundle {path} has {len(stats)} {key} values for {len(names)} conditions ({', '.join(names)})")
+    table = bundle.get("descriptor_table")
+    if table is not None and "columns" in table:
+        absent = [n for n in names if n not in table["columns"]]
+        if absent:
+            raise CheckpointError(f"model: bundle {path}: its descriptor table lacks the condition(s) {', '.join(absent)}")
 
 
 def load_state_checked(module: nn.Module, state: Mapping[str, torch.Tensor], name: str) -> None:

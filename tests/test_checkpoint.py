@@ -87,6 +87,18 @@ def test_config_mismatch_and_versions(tiny_bundle, tmp_path):
         load_bundle(_edited(tiny_bundle, tmp_path, no_table))
 
 
+def test_condition_statistics_must_fit_the_conditions(tiny_bundle, tmp_path):
+    def short_mean(b):
+        b["normalisation"]["context_mean"] = b["normalisation"]["context_mean"][:-1]
+    with pytest.raises(CheckpointError, match=r"has 2 context_mean values for 3 conditions"):
+        load_bundle(_edited(tiny_bundle, tmp_path, short_mean))
+
+    def renamed(b):
+        b["condition_names"] = [*b["condition_names"][:-1], "CT_f_nonsense"]
+    with pytest.raises(CheckpointError, match=r"descriptor table lacks the condition\(s\) CT_f_nonsense"):
+        load_bundle(_edited(tiny_bundle, tmp_path, renamed))
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("code ran",))
