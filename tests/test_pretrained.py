@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,14 @@ def test_train_without_data_needs_a_dataset_preset(tmp_path, monkeypatch, capsys
         main()
     assert exc.value.code == 2 and "--data: required" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("spec_file", sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_studies_plan_on_the_default_model(spec_file):
+    """Every example study resolves against the shipped model and its search box holds feasible conditions."""
+    from inverse.search import plan_study
+    from inverse.spec import load_spec
+
+    plan = plan_study(load_spec(spec_file), load_generator("default"))
+    assert 0.0 < plan.feasible_fraction <= 1.0
+    assert plan.feasibility_mode in ("constraint", "pca")
