@@ -6,7 +6,7 @@ the training data (nothing is written before that succeeds), open the storage
 conditions trial after trial. Each proposal is checked for feasibility
 *before* any generation (:mod:`inverse.feasibility`):
 
-* ``feasibility = "constraint"`` (option A, the default): an infeasible
+* ``feasibility = "constraint"`` (option A): an infeasible
   proposal is recorded with ``trial.set_constraint("feasibility", c > 0)`` and
   a penalty value, without calling the generator; constraint-aware samplers
   (TPE, GP, BoTorch) learn to avoid the region.
@@ -14,6 +14,8 @@ conditions trial after trial. Each proposal is checked for feasibility
   scores of the conditions, ``|u_i| <= sqrt(T²_lim)``, so proposals follow the
   training data's correlations; the few that still fall outside (corners of
   the box, range) are handled as in option A.
+* ``feasibility = "auto"`` (the default): B where it fits (a training table,
+  no ``[search]`` box), else A (:func:`resolve_feasibility_mode`).
 
 ``benchmarks/search_efficiency.py`` measures both; see ``docs/inverse.md``.
 """
