@@ -217,6 +217,13 @@ class StudySpec(_Strict):
             raise ValueError("give at least one target or objective")
         return self
 
+    @model_validator(mode="after")
+    def _input_constraint_needs_single_objective_botorch(self) -> "StudySpec":
+        if self.input_constraint and (self.sampler != "botorch" or self.n_objectives != 1 or self.feasibility == "pca"):
+            raise ValueError("input_constraint: only the botorch sampler with one objective and option A (feasibility "
+                             "'constraint' or 'auto' with a [search] box) takes a known input constraint")
+        return self
+
     @property
     def n_objectives(self) -> int:
         """Number of values each trial reports: 1 (target score) or the objectives (+1 with targets)."""

@@ -43,6 +43,7 @@ def test_target_forms_and_intervals():
         ({"targets": {"ABS_f_D": {"equal": 0.5}}}, "targets.ABS_f_D"),
         ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "search": {"ABS_f_D": [0.6, 0.4]}}, "search: ABS_f_D: reversed bounds"),
         ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "search": {"ABS_f_D": [0.2, 1.5]}}, "search: ABS_f_D: bound 1.5 is outside [0, 1]"),
+        ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "sampler": "tpe", "input_constraint": True}, "input_constraint: only the botorch sampler"),
         ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "search": {"CT_f_D_tort1": -0.1}}, "search: CT_f_D_tort1: bound -0.1 is outside [0, 1]"),
         ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "sampler": "cmaes"}, "sampler"),
         ({"targets": {"ABS_f_D": {"at_least": 0.5}}, "colour": "red"}, "colour"),
