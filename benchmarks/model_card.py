@@ -373,7 +373,9 @@ def write_card(report: dict, path: Path) -> None:
         "",
         "## Conditional generation",
         "",
-        f"{report['generation'][0]['n_conditions']} condition vectors drawn from the validation samples; each generated volume is measured",
+        f"{report['generation'][0]['n_conditions']} condition vectors drawn from the {report['n_val_samples']} validation samples"
+        + (" (with replacement: a condition drawn twice is generated with other noise)" if report["generation"][0]["n_conditions"] > report["n_val_samples"] else "")
+        + "; each generated volume is measured",
         "with the GraSPI-exact descriptors. R² of measured against requested, its bootstrap 95 % interval over the",
         "conditions in square brackets and the MAE in round ones; seconds per sample on one thread of this CPU (wall / CPU).",
         "",
