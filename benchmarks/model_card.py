@@ -445,7 +445,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the labelled training dataset (HDF5) of the bundle")
     parser.add_argument("--run-dir", type=Path, default=None, help="training run folder (stage timings)")
     parser.add_argument("--out", type=Path, default=Path("generator/pretrained"), help="folder of README.md and the PNGs")
-    parser.add_argument("--n-conditions", type=int, default=300)
+    parser.add_argument("--n-conditions", type=int, default=600, help="condition vectors per sampler setting (drawn with replacement beyond the validation set)")
     parser.add_argument("--n-spread", type=int, default=32)
     parser.add_argument("--guidance", type=float, default=1.5, help="the guided rows' classifier-free guidance scale")
     parser.add_argument("--batch-size", type=int, default=50, help="conditions per worker task and network batch")
