@@ -78,6 +78,37 @@ def with_installed_driver(url: str) -> str:
     return url
 
 
+class _HeartbeatStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose stale trials also include RUNNING trials that never beat.
+
+    Optuna records a trial's first heartbeat just after creating it; a worker
+    killed in between leaves a RUNNING trial without one, which Optuna would
+    keep RUNNING for ever. Such a trial started longer than the grace period
+    ago is dead (a live worker beats within milliseconds), so it is failed and
+    retried like any other stale trial.
+    """
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        from datetime import datetime, timedelta
+
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+        from sqlalchemy import orm
+
+        stale = super()._get_stale_trial_ids(study_id)
+        grace = self.grace_period if self.grace_period is not None else 2 * (self.heartbeat_interval or 0)
+        cutoff = datetime.now() - timedelta(seconds=grace)  # datetime_start is the worker's naive local time
+        with _create_scoped_session(self.scoped_session, True) as session:
+            running = (
+                session.query(models.TrialModel)
+                .options(orm.selectinload(models.TrialModel.heartbeats))
+                .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING, models.TrialModel.study_id == study_id)
+                .all()
+            )
+            never_beat = [t.trial_id for t in running if not t.heartbeats and t.datetime_start is not None and t.datetime_start < cutoff]
+        return stale + [i for i in never_beat if i not in stale]
+
+
 def open_storage(
     url: str,
     *,
@@ -103,7 +134,7 @@ def open_storage(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return _HeartbeatStorage(
                 url,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
