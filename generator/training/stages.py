@@ -197,7 +197,6 @@ def _device(trainer: TrainerConfig) -> torch.device:
 
 
 @torch.inference_mode()
-@torch.inference_mode()
 def encode_volumes(vae: VAE, volumes: Volumes, *, batch_size: int, device: torch.device, progress: bool, num_workers: int = 0,
                    symmetries: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and standard deviation ``(S * N, C, x, y, z)`` of every volume under ``S = symmetries``.
