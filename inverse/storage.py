@@ -106,7 +106,7 @@ class _HeartbeatStorage(optuna.storages.RDBStorage):
                 .all()
             )
             never_beat = [t.trial_id for t in running if not t.heartbeats and t.datetime_start is not None and t.datetime_start < cutoff]
-        return stale + [i for i in never_beat if i not in stale]
+        return stale + never_beat  # disjoint: Optuna counts only trials that beat
 
 
 def open_storage(
