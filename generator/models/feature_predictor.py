@@ -9,6 +9,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from generator.models.layers import InPlanePadding, conv3d
+
 
 class FeaturePredictorConfig(BaseModel):
     """Architecture of :class:`FeaturePredictor`.
@@ -26,6 +28,7 @@ class FeaturePredictorConfig(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [256, 128])
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     conv_channels: list[int] = Field(default_factory=list)
+    in_plane_padding: InPlanePadding = Field("zeros", description="padding of the convolutions in x and y: zeros or periodic")
 
 
 class FeaturePredictor(nn.Module):
@@ -51,7 +54,7 @@ class FeaturePredictor(nn.Module):
         convs: list[nn.Module] = []
         prev = int(latent_shape[0])
         for width in config.conv_channels:
-            convs += [nn.Conv3d(prev, width, 3, padding=1), nn.SiLU()]
+            convs += [conv3d(prev, width, 3, padding=1, in_plane=config.in_plane_padding), nn.SiLU()]
             prev = width
         self.conv = nn.Sequential(*convs) if convs else None
         n_in = 2 * prev if convs else int(np.prod(latent_shape))

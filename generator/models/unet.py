@@ -16,7 +16,7 @@ from diffusers.models.embeddings import get_timestep_embedding
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from generator.models.layers import ResBlock3d, group_norm
+from generator.models.layers import InPlanePadding, ResBlock3d, conv3d, group_norm
 
 
 class LatentUNetConfig(BaseModel):
@@ -28,6 +28,7 @@ class LatentUNetConfig(BaseModel):
     channel_mults: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
     res_blocks: int = Field(1, ge=1, description="residual blocks per level")
     embed_mult: int = Field(4, ge=1, description="embedding size = embed_mult * width")
+    in_plane_padding: InPlanePadding = Field("zeros", description="zeros, or periodic in x and y (films of any in-plane size)")
 
 
 class LatentUNet(nn.Module):
@@ -54,7 +55,8 @@ class LatentUNet(nn.Module):
             nn.Sequential(nn.Linear(context_dim, emb), nn.SiLU(), nn.Linear(emb, emb)) if context_dim else None
         )
         self.null_context = nn.Parameter(torch.zeros(emb))
-        self.conv_in = nn.Conv3d(latent_channels, w, 3, padding=1)
+        pad = config.in_plane_padding
+        self.conv_in = conv3d(latent_channels, w, 3, padding=1, in_plane=pad)
 
         chans = [w * m for m in config.channel_mults]
         self.down = nn.ModuleList()
@@ -64,29 +66,29 @@ class LatentUNet(nn.Module):
         for level, ch in enumerate(chans):
             blocks = nn.ModuleList()
             for _ in range(config.res_blocks):
-                blocks.append(ResBlock3d(prev, ch, emb))
+                blocks.append(ResBlock3d(prev, ch, emb, in_plane=pad))
                 prev = ch
                 skips.append(ch)
             self.down.append(blocks)
             last = level == len(chans) - 1
-            self.downsample.append(nn.Identity() if last else nn.Conv3d(ch, ch, 3, stride=2, padding=1))
+            self.downsample.append(nn.Identity() if last else conv3d(ch, ch, 3, stride=2, padding=1, in_plane=pad))
             if not last:
                 skips.append(ch)
-        self.mid = nn.ModuleList([ResBlock3d(prev, prev, emb), ResBlock3d(prev, prev, emb)])
+        self.mid = nn.ModuleList([ResBlock3d(prev, prev, emb, in_plane=pad), ResBlock3d(prev, prev, emb, in_plane=pad)])
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for level, ch in reversed(list(enumerate(chans))):
             blocks = nn.ModuleList()
             for _ in range(config.res_blocks + 1):
-                blocks.append(ResBlock3d(prev + skips.pop(), ch, emb))
+                blocks.append(ResBlock3d(prev + skips.pop(), ch, emb, in_plane=pad))
                 prev = ch
             self.up.append(blocks)
             self.upsample.append(
-                nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv3d(ch, ch, 3, padding=1))
+                nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), conv3d(ch, ch, 3, padding=1, in_plane=pad))
                 if level > 0
                 else nn.Identity()
             )
-        self.out = nn.Sequential(group_norm(prev), nn.SiLU(), nn.Conv3d(prev, latent_channels, 3, padding=1))
+        self.out = nn.Sequential(group_norm(prev), nn.SiLU(), conv3d(prev, latent_channels, 3, padding=1, in_plane=pad))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
-from generator.models.layers import ResBlock3d, group_norm
+from generator.models.layers import InPlanePadding, ResBlock3d, conv3d, conv_transpose3d, group_norm
 
 #: Label of each rounded grey index ``round(2 * grey)``: 0 -> donor 0, 1 -> mixed 2, 2 -> acceptor 1.
 _GREY_INDEX_TO_LABEL = torch.tensor([0, 2, 1])
@@ -42,6 +42,9 @@ class VAEConfig(BaseModel):
     res_blocks: int = Field(1, ge=0, description="residual blocks per stage")
     latent_channels: int = Field(4, ge=1)
     kl_weight: float = Field(1e-3, ge=0.0)
+    in_plane_padding: InPlanePadding = Field(
+        "zeros", description="zeros, or periodic in x and y (films: any in-plane size, no seams; see generator.models.layers)"
+    )
 
     @field_validator("widths")
     @classmethod
@@ -76,26 +79,27 @@ class VAE(nn.Module):
         super().__init__()
         self.config = config
         w = config.widths
+        pad = config.in_plane_padding
         enc: list[nn.Module] = []
         prev = config.channels
         for width in w:
             # An early stride-2 (k4, s2) convolution: it halves every axis before any
             # full-resolution 3x3x3 work, the main cost of a 3-D conv net on CPU.
-            enc.append(nn.Conv3d(prev, width, 4, stride=2, padding=1))
-            enc.extend(ResBlock3d(width) for _ in range(config.res_blocks))
+            enc.append(conv3d(prev, width, 4, stride=2, padding=1, in_plane=pad))
+            enc.extend(ResBlock3d(width, in_plane=pad) for _ in range(config.res_blocks))
             prev = width
         enc += [group_norm(prev), nn.SiLU(), nn.Conv3d(prev, 2 * config.latent_channels, 1)]
         self.encoder = nn.Sequential(*enc)
 
         dec: list[nn.Module] = [nn.Conv3d(config.latent_channels, w[-1], 1)]
         for i in reversed(range(1, len(w))):
-            dec.extend(ResBlock3d(w[i]) for _ in range(config.res_blocks))
-            dec.append(nn.ConvTranspose3d(w[i], w[i - 1], 4, stride=2, padding=1))
-        dec.extend(ResBlock3d(w[0]) for _ in range(config.res_blocks))
+            dec.extend(ResBlock3d(w[i], in_plane=pad) for _ in range(config.res_blocks))
+            dec.append(conv_transpose3d(w[i], w[i - 1], 4, stride=2, padding=1, in_plane=pad))
+        dec.extend(ResBlock3d(w[0], in_plane=pad) for _ in range(config.res_blocks))
         # The output layer is itself the last (transposed, k4 s2) upsampling: no
         # convolution runs at full resolution, where a 3x3x3 conv to 1-3 channels
         # is the slowest op of the whole VAE on CPU (its backward above all).
-        dec += [group_norm(w[0]), nn.SiLU(), nn.ConvTranspose3d(w[0], config.channels, 4, stride=2, padding=1)]
+        dec += [group_norm(w[0]), nn.SiLU(), conv_transpose3d(w[0], config.channels, 4, stride=2, padding=1, in_plane=pad)]
         self.decoder = nn.Sequential(*dec)
 
     # --- phase encoding -------------------------------------------------------------

@@ -43,6 +43,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -81,6 +82,18 @@ class CHParameters(BaseModel):
     first_snapshot_time: float = Field(5.0, gt=0, description="time of the first snapshot")
     noise: float = Field(0.02, ge=0, description="amplitude (std) of the initial composition noise")
     float64: bool = Field(False, description="compute in float64 (tests of mass and energy)")
+    z_boundary: Literal["periodic", "no_flux"] = Field(
+        "periodic",
+        description="boundary at the two electrodes (z = 0 and the top layer): periodic (wraps through the electrodes) or "
+                    "no_flux (Neumann: d phi / dz = 0 and no mass flux, as in a real film; x and y stay periodic)",
+    )
+    adaptive: bool = Field(
+        False,
+        description="adaptive time step: grows from dt up to dt_max while the field's root-mean-square change per step stays near step_tolerance "
+                    " (coarsening slows down as t^(-2/3)); snapshot times are the same as with the fixed step",
+    )
+    dt_max: float = Field(1.0, gt=0, description="largest time step of the adaptive scheme")
+    step_tolerance: float = Field(1e-3, gt=0, description="adaptive scheme: target of the root-mean-square change of phi in one step")
 
     @field_validator("shape")
     @classmethod
@@ -88,6 +101,15 @@ class CHParameters(BaseModel):
         if len(shape) not in (2, 3) or any(n < 2 for n in shape):
             raise ValueError(f"must be 2 or 3 sizes >= 2, got {shape}")
         return tuple(int(n) for n in shape)
+
+    @property
+    def solver_shape(self) -> tuple[int, ...]:
+        """Grid the solver advances: ``shape``, doubled along the electrode axis by its mirror image for no-flux
+        electrodes (a half-sample-symmetric extension, so that the periodic spectral scheme solves the Neumann problem
+        exactly: its even modes are the cosine modes)."""
+        if self.z_boundary == "periodic":
+            return self.shape
+        return self.shape[:-1] + (2 * self.shape[-1],)
 
     @property
     def end_time(self) -> float:
@@ -153,6 +175,7 @@ class Snapshot:
     step: int
     time: float
     fields: np.ndarray  # (B, *shape) local donor fraction
+    solver_steps: int = 0  # time steps taken from the start (differs from ``step`` with adaptive stepping)
 
     @property
     def log_time(self) -> float:
@@ -284,7 +307,8 @@ def simulate(params: CHParameters, phi0: Sequence[float], chi: Sequence[float], 
     Parameters
     ----------
     params
-        Shared parameters (grid, kappa, dt, steps, snapshot schedule, ...).
+        Shared parameters (grid, kappa, dt, steps, snapshot schedule, electrode
+        boundary, adaptive stepping, ...).
     phi0, chi, seeds
         One blend ratio in (0, 1), Flory-Huggins ``chi`` and noise seed per run
         (``B`` runs). A ``chi`` at or below the spinodal of its ``phi0`` gives a
@@ -292,14 +316,24 @@ def simulate(params: CHParameters, phi0: Sequence[float], chi: Sequence[float], 
     device
         Torch device (``"cpu"``, ``"cuda"``); default CPU.
     progress
-        Show a tqdm bar over the time steps.
+        Show a tqdm bar over the simulated time.
 
     Yields
     ------
     Snapshot
-        At each step of :meth:`CHParameters.snapshot_steps`: ``fields`` of shape
-        ``(B, *params.shape)`` (float32, or float64 with ``params.float64``).
+        At each time ``step * dt`` of :meth:`CHParameters.snapshot_steps`:
+        ``fields`` of shape ``(B, *params.shape)`` (float32, or float64 with
+        ``params.float64``). ``step`` is the nominal step (time / dt), also
+        with adaptive stepping; ``solver_steps`` counts the steps taken.
         Results depend only on the parameters and seeds (deterministic).
+
+    Notes
+    -----
+    With ``adaptive``, all runs of the batch share one time step: after a step of
+    size ``h`` whose root-mean-square change of ``phi`` (over the batch) was ``c``, the next
+    step is ``0.9 h tol / c``, limited to ``[dt, dt_max]`` and to twice the last
+    step, and shortened to land exactly on the next snapshot time. The
+    stabilised scheme is energy-stable for any step, so no step is rejected.
     """
     phi0_arr, chi_arr, seeds = _check_runs(phi0, chi, seeds, params)
     device = torch.device(device or "cpu")
@@ -307,51 +341,83 @@ def simulate(params: CHParameters, phi0: Sequence[float], chi: Sequence[float], 
     ndim = len(params.shape)
     dims = tuple(range(1, ndim + 1))
     bshape = (-1,) + (1,) * ndim
+    nz = params.shape[-1]
 
     phi = torch.as_tensor(initial_fields(phi0_arr, seeds, params), dtype=dtype, device=device)
+    if params.z_boundary == "no_flux":
+        phi = torch.cat([phi, phi.flip(-1)], dim=-1)  # mirror image: the periodic solver then keeps d phi / dz = 0
     chi_t = torch.as_tensor(chi_arr, dtype=dtype, device=device).reshape(bshape)
 
     step_once = make_stepper(params, chi_t)
     phi_hat = torch.fft.rfftn(phi, dim=dims)
     snapshot_steps = params.snapshot_steps()
-    schedule = {int(s): i for i, s in enumerate(snapshot_steps)}
-    with torch.inference_mode(), tqdm(total=params.steps, desc="Cahn-Hilliard", unit="step", disable=not progress, leave=False) as bar:
-        for step in range(1, params.steps + 1):
-            phi, phi_hat = step_once(phi, phi_hat)
-            bar.update()
-            if step in schedule:
-                yield Snapshot(index=schedule[step], step=step, time=step * params.dt, fields=phi.cpu().numpy().copy())
-            if step == snapshot_steps[-1]:
-                break
+    end_time = float(snapshot_steps[-1] * params.dt)
+    t, dt, taken = 0.0, params.dt, 0
+    with torch.inference_mode(), tqdm(total=round(end_time, 6), desc="Cahn-Hilliard", unit="time", disable=not progress,
+                                      leave=False, bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]") as bar:
+        done_steps = 0
+        for index, target_step in enumerate(snapshot_steps):
+            target = float(target_step * params.dt)
+            if not params.adaptive:  # fixed step: integer step counts, exactly as many as the schedule says
+                for _ in range(int(target_step) - done_steps):
+                    phi, phi_hat = step_once(phi, phi_hat)
+                    taken += 1
+                done_steps = int(target_step)
+                t = target
+            else:
+                while t < target * (1 - 1e-12):
+                    h = min(dt, target - t)
+                    if target - (t + h) < 1e-3 * params.dt:  # never leave a sliver before the snapshot
+                        h = target - t
+                    previous = phi
+                    phi, phi_hat = step_once(phi, phi_hat, h)
+                    taken += 1
+                    t = target if h == target - t else t + h
+                    change = float((phi - previous).square().mean().sqrt())
+                    proposal = 0.9 * h * params.step_tolerance / max(change, 1e-12)
+                    dt = min(max(proposal, params.dt), params.dt_max, 2 * max(dt, h))
+                    bar.update(h)
+            bar.n = round(t, 6)
+            bar.refresh()
+            fields = phi[..., :nz] if params.z_boundary == "no_flux" else phi
+            yield Snapshot(index=index, step=int(target_step), time=target, fields=fields.cpu().numpy().copy(), solver_steps=taken)
 
 
-def make_stepper(params: CHParameters, chi: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """One time step of the scheme, ``(phi, phi_hat) -> (phi, phi_hat)``, for a batch of runs.
+def make_stepper(params: CHParameters, chi: torch.Tensor) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """One time step of the scheme, ``(phi, phi_hat[, dt]) -> (phi, phi_hat)``, for a batch of runs.
 
     Parameters
     ----------
     params
-        Shared parameters.
+        Shared parameters; the grid is :attr:`CHParameters.solver_shape`.
     chi
         ``(B, 1, ..., 1)`` Flory-Huggins parameters on the device and dtype of the fields.
 
     Returns
     -------
     callable
-        Takes ``phi`` ``(B, *shape)`` and its ``rfftn`` over the grid axes (updated in place),
-        returns both after one step.
+        Takes ``phi`` ``(B, *solver_shape)``, its ``rfftn`` over the grid axes (updated in place) and
+        optionally the step ``dt`` (default ``params.dt``), returns both after one step.
     """
-    dims = tuple(range(1, len(params.shape) + 1))
-    k2 = _wavenumbers_squared(params.shape, params.dx, chi.dtype, chi.device)
-    dt_m_k2 = params.dt * params.mobility * k2
-    implicit = 1 + 2 * params.kappa * dt_m_k2 * k2
+    shape = params.solver_shape
+    dims = tuple(range(1, len(shape) + 1))
+    k2 = _wavenumbers_squared(shape, params.dx, chi.dtype, chi.device)
+    cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def step(phi: torch.Tensor, phi_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def operators(dt: float) -> tuple[torch.Tensor, torch.Tensor]:
+        if dt not in cache:
+            cache.clear()  # keep the last step's operators only (adaptive steps rarely repeat)
+            dt_m_k2 = dt * params.mobility * k2
+            cache[dt] = (dt_m_k2, 1 + 2 * params.kappa * dt_m_k2 * k2)
+        return cache[dt]
+
+    def step(phi: torch.Tensor, phi_hat: torch.Tensor, dt: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         # phi_hat <- ((1 + stab) phi_hat - dt M k^2 f'(phi)^) / (implicit + stab), in place
+        dt_m_k2, implicit = operators(params.dt if dt is None else float(dt))
         stab = dt_m_k2 * (0.5 * _curvature_bound(phi, chi, params.n_a, params.n_b))
         denominator = implicit + stab
         bulk_hat = torch.fft.rfftn(chemical_potential_bulk(phi, chi, params.n_a, params.n_b), dim=dims).mul_(dt_m_k2)
         phi_hat.mul_(stab.add_(1)).sub_(bulk_hat).div_(denominator)
-        return torch.fft.irfftn(phi_hat, s=params.shape, dim=dims), phi_hat
+        return torch.fft.irfftn(phi_hat, s=shape, dim=dims), phi_hat
 
     return step

@@ -49,6 +49,8 @@ def simulate(
     grid: Annotated[Optional[str], typer.Option("--grid", help="Override the grid, e.g. 64x64x32.")] = None,
     phi0: Annotated[Optional[str], typer.Option("--phi0", help="Override the blend-ratio range LO,HI (inside (0, 1)).")] = None,
     chi: Annotated[Optional[str], typer.Option("--chi", help="Override the Flory-Huggins chi range LO,HI.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Override the preset's seed: series i gets noise seed SEED + i (and a new Halton design); another seed gives independent replicates.")] = None,
+    n_series: Annotated[Optional[int], typer.Option("--n-series", help="Simulate N series at scrambled-Halton (phi, chi) over the preset's ranges instead of its own design.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's; 1 is fastest on a busy machine).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -81,6 +83,14 @@ def simulate(
         overrides["phi0_range"] = _parse_pair(phi0, "--phi0")
     if chi is not None:
         overrides["chi_range"] = _parse_pair(chi, "--chi")
+    if seed is not None:
+        if not 0 <= seed < 2**32:
+            raise InvalidInputError(f"--seed must lie in [0, 2^32), got {seed}")
+        overrides["seed"] = seed
+    if n_series is not None:
+        if n_series < 1:
+            raise InvalidInputError(f"--n-series must be at least 1, got {n_series}")
+        overrides.update(design="halton", n_series=n_series)
     spec = load_preset(preset, **overrides)
     with warnings.catch_warnings(record=True) as caught, torch_threads(threads):
         warnings.simplefilter("always", SpinodalWarning)

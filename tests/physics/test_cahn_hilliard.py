@@ -105,3 +105,72 @@ def test_snapshot_schedule_and_log_time_mapping():
     assert params.steps_for_log_time(time_to_log_time(80.0)) == 1600
     snap = _run(CHParameters(shape=(8, 8, 4), dt=0.1, steps=20, n_snapshots=1), [0.5], [3.0], [0])[-1]
     assert snap.time == pytest.approx(2.0) and snap.log_time == pytest.approx(np.log10(2.0))
+
+
+# --- films: no-flux electrodes and adaptive time steps ----------------------------------------
+
+
+def _film(**kw):
+    base = dict(shape=(24, 24, 16), steps=300, dt=0.1, n_snapshots=4, first_snapshot_time=5.0, z_boundary="no_flux")
+    return CHParameters(**{**base, **kw})
+
+
+def test_no_flux_electrodes_conserve_mass_and_do_not_wrap():
+    params = _film(float64=True)
+    phi0 = np.array([0.4, 0.55])
+    snaps = _run(params, phi0, [3.2, 3.0], [5, 6])
+    last = snaps[-1].fields
+    assert last.shape == (2, 24, 24, 16)
+    np.testing.assert_allclose(last.reshape(2, -1).mean(axis=1), phi0, rtol=1e-9)
+    assert last.min() < 0.2 and last.max() > 0.8
+    # the two electrode layers are not neighbours: a periodic run couples them, a no-flux one does not
+    periodic = _run(params.model_copy(update={"z_boundary": "periodic"}), phi0, [3.2, 3.0], [5, 6])[-1].fields
+    def layer_corr(f):
+        a, b = f[..., 0] - f[..., 0].mean(), f[..., -1] - f[..., -1].mean()
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+    assert layer_corr(periodic[0]) > 0.5
+    assert abs(layer_corr(last[0])) < 0.3
+
+
+@pytest.mark.parametrize("boundary", ["no_flux", "periodic"])
+def test_a_cosine_mode_decays_in_shape_only_with_no_flux_electrodes(boundary):
+    """Below the spinodal, cos(pi (z + 1/2) / Z) is an eigenmode of the no-flux problem: it decays keeping its shape.
+    With periodic electrodes the same profile has a jump at the wrap and changes shape."""
+    import torch
+
+    from generator.physics.cahn_hilliard import make_stepper
+
+    params = CHParameters(shape=(4, 4, 16), dt=0.01, z_boundary=boundary, float64=True)
+    z = np.arange(16)
+    mode = np.cos(np.pi * (z + 0.5) / 16)
+    phi = torch.as_tensor(np.broadcast_to(0.5 + 0.01 * mode, (1, 4, 4, 16)).copy())
+    if boundary == "no_flux":
+        phi = torch.cat([phi, phi.flip(-1)], dim=-1)
+    step = make_stepper(params, torch.tensor(1.0, dtype=torch.float64).reshape(1, 1, 1, 1))  # chi = 1 < chi_s = 2
+    phi_hat = torch.fft.rfftn(phi, dim=(1, 2, 3))
+    for _ in range(200):
+        phi, phi_hat = step(phi, phi_hat)
+    profile = phi[0, 0, 0, :16].numpy() - 0.5
+    corr = float(profile @ mode / np.linalg.norm(profile) / np.linalg.norm(mode))
+    if boundary == "no_flux":
+        assert corr > 0.99999 and 0.1 < np.abs(profile).max() / 0.01 < 0.99
+    else:
+        assert corr < 0.999
+
+
+def test_adaptive_steps_hit_the_same_snapshot_times_with_fewer_steps():
+    fixed = _run(_film(), [0.45, 0.55], [3.2, 3.0], [1, 2])
+    adaptive = _run(_film(adaptive=True, dt_max=1.0, step_tolerance=3e-3), [0.45, 0.55], [3.2, 3.0], [1, 2])
+    assert [s.time for s in fixed] == [s.time for s in adaptive]
+    assert [s.step for s in fixed] == [s.step for s in adaptive]
+    assert fixed[-1].solver_steps == 300
+    assert adaptive[-1].solver_steps < 0.8 * 300
+    # same coarsening within a few per cent (the stabilised scheme lags slightly at large steps)
+    ratio = characteristic_length(adaptive[-1].fields) / characteristic_length(fixed[-1].fields)
+    assert np.all(np.abs(ratio - 1) < 0.1), ratio
+
+
+def test_adaptive_run_is_deterministic():
+    a = _run(_film(adaptive=True), [0.5], [3.1], [3])
+    b = _run(_film(adaptive=True), [0.5], [3.1], [3])
+    np.testing.assert_array_equal(a[-1].fields, b[-1].fields)
