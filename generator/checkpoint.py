@@ -20,7 +20,11 @@ decoder gets them back in VAE units, ``state_dicts`` (``vae``, ``feature_predict
 ``(N, M)``: every descriptor and recipe attribute of every training sample,
 plus ``series``). Optional: ``simulation`` (``{"preset", "n_phases",
 "ch_parameters"}``, how the training data was simulated, from the dataset's root
-attributes; ``None`` for other data), used to verify recipes by simulation.
+attributes; ``None`` for other data), used to verify recipes by simulation;
+``training_shape`` ``[X, Y, Z]``, the films the networks were trained on when
+``volume_shape`` (the default size of generated films) differs from it (fully
+convolutional networks with periodic in-plane padding generate any in-plane
+size that is a multiple of their stride).
 """
 
 from __future__ import annotations
@@ -89,10 +93,12 @@ def make_bundle(
     descriptor_table: pd.DataFrame,
     training_config: Mapping[str, Any] | None = None,
     simulation: Mapping[str, Any] | None = None,
+    training_shape: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Assemble the bundle dictionary (see module docstring) from trained networks."""
     latent_shape = vae.config.latent_shape(tuple(volume_shape))
     return {
+        "training_shape": [int(s) for s in (training_shape or volume_shape)],
         "format": BUNDLE_FORMAT,
         "format_version": FORMAT_VERSION,
         "n_phases": vae.config.n_phases,
@@ -236,6 +242,18 @@ def build_networks(bundle: Mapping[str, Any]) -> tuple[VAE, FeaturePredictor, La
     return vae, fp, unet
 
 
+def in_plane_multiple(vae: VAE, fp: FeaturePredictor, unet: LatentUNet) -> int:
+    """The in-plane size step of films these networks can generate, or 0 when they generate one size only.
+
+    Positive only when all three networks pad x and y periodically and the feature predictor
+    pools over the latent grid: then it is the VAE stride times the UNet's downsampling.
+    """
+    periodic = (vae.config.in_plane_padding, unet.config.in_plane_padding, fp.config.in_plane_padding) == ("periodic",) * 3
+    if not periodic or not fp.config.conv_channels:
+        return 0
+    return vae.config.downsampling * 2 ** (len(unet.config.channel_mults) - 1)
+
+
 def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "cpu"):
     """Load one of our bundle files as a :class:`generator.pipeline.Generator`.
 
@@ -274,6 +292,8 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         context_std=norm["context_std"].numpy(),
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
         device=device,
+        in_plane_multiple=in_plane_multiple(vae, fp, unet),
+        training_shape=bundle.get("training_shape"),
     )
 
 

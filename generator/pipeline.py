@@ -88,6 +88,13 @@ class Generator:
         min/max of ``descriptor_table``; names without a range are not checked.
     device
         Torch device the networks live on.
+    in_plane_multiple
+        ``0`` (default): the networks generate only ``volume_shape``. A positive
+        number: they are fully convolutional and periodic in x and y, so any
+        in-plane size that is a multiple of it (the electrode axis fixed at
+        ``volume_shape[2]``) can be generated (:meth:`latent_shape_for`).
+    training_shape
+        ``(X, Y, Z)`` of the films the networks were trained on (default ``volume_shape``).
     """
 
     def __init__(
@@ -107,6 +114,8 @@ class Generator:
         descriptor_table: pd.DataFrame | None = None,
         condition_ranges: Mapping[str, tuple[float, float]] | None = None,
         device: str | torch.device = "cpu",
+        in_plane_multiple: int = 0,
+        training_shape: Sequence[int] | None = None,
     ) -> None:
         self.decoder = decoder
         self.feature_predictor = feature_predictor
@@ -132,6 +141,38 @@ class Generator:
             }
         self.condition_ranges: dict[str, tuple[float, float]] = dict(condition_ranges or {})
         self.device = torch.device(device)
+        self.in_plane_multiple = int(in_plane_multiple)
+        self.training_shape = tuple(int(s) for s in (training_shape or self.volume_shape))
+
+    @property
+    def resizable(self) -> bool:
+        """Whether in-plane sizes other than :attr:`volume_shape` can be generated."""
+        return self.in_plane_multiple > 0
+
+    def latent_shape_for(self, size: Sequence[int] | None) -> tuple[int, ...]:
+        """Latent shape ``(C, x, y, z)`` that decodes to a film of ``size`` ``(X, Y, Z)`` (``None``: :attr:`volume_shape`).
+
+        Raises
+        ------
+        InvalidInputError
+            When this model cannot generate ``size`` (not resizable, another electrode-axis
+            size, or an in-plane size that is not a positive multiple of :attr:`in_plane_multiple`).
+        """
+        if size is None or tuple(int(s) for s in size) == self.volume_shape:
+            return self.latent_shape
+        size = tuple(int(s) for s in size)
+        shape_text = "x".join(map(str, self.volume_shape))
+        if len(size) != 3:
+            raise InvalidInputError(f"size: give X, Y and Z (e.g. {shape_text}), got {len(size)} values")
+        if not self.resizable:
+            raise InvalidInputError(f"size: this model generates {shape_text} only (it is not periodic in-plane)")
+        m = self.in_plane_multiple
+        if size[2] != self.volume_shape[2]:
+            raise InvalidInputError(f"size: the electrode axis (Z) of this model is {self.volume_shape[2]}, got {size[2]}")
+        if any(n < m or n % m for n in size[:2]):
+            raise InvalidInputError(f"size: X and Y must be positive multiples of {m}, got {size[0]}x{size[1]}")
+        scale = self.volume_shape[0] // self.latent_shape[1]
+        return (self.latent_shape[0], size[0] // scale, size[1] // scale, self.latent_shape[3])
 
     def __repr__(self) -> str:
         return (
@@ -210,6 +251,7 @@ class Generator:
         batch_size: int = 32,
         progress: bool = False,
         allow_extrapolation: bool = False,
+        size: Sequence[int] | None = None,
     ) -> GenerationResult:
         """Generate ``n`` volumes for the given conditions.
 
@@ -231,12 +273,15 @@ class Generator:
             Progress bar over the samples.
         allow_extrapolation
             Sample conditions outside the training range instead of raising.
+        size
+            ``(X, Y, Z)`` of the films (default :attr:`volume_shape`); see :meth:`latent_shape_for`.
 
         Returns
         -------
         GenerationResult
         """
         matrix = self.condition_matrix(conditions, n)
+        latent_shape = self.latent_shape_for(size)
         if not allow_extrapolation:
             self.check_ranges(matrix)
         if batch_size < 1:
@@ -244,14 +289,14 @@ class Generator:
         total = matrix.shape[0]
         context = torch.as_tensor((matrix - self.context_mean) / self.context_std, dtype=torch.float32, device=self.device)
         rng = torch.Generator(device="cpu").manual_seed(int(seed))
-        noise = torch.randn((total, *self.latent_shape), generator=rng)
+        noise = torch.randn((total, *latent_shape), generator=rng)
         labels, latents, predicted = [], [], []
         with tqdm(total=total, desc="generating", unit="sample", disable=not progress) as bar:
             for start in range(0, total, batch_size):
                 stop = min(start + batch_size, total)
                 z = sample_latents(
                     self.denoiser,
-                    (stop - start, *self.latent_shape),
+                    (stop - start, *latent_shape),
                     context[start:stop] if self.condition_names else None,
                     sampler=sampler,
                     steps=steps,

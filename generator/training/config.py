@@ -36,6 +36,11 @@ class DataConfig(_Strict):
     dataset: str | None = Field(
         None, description="dataset preset (generator/physics/presets) that `microdesign train` simulates and labels when no --data is given"
     )
+    generate_shape: list[int] | None = Field(
+        None, min_length=3, max_length=3,
+        description="default (X, Y, Z) of generated films when it differs from the training films' (needs networks with "
+                    "in_plane_padding = 'periodic'; Z must equal the films' Z, X and Y multiples of the in-plane stride)",
+    )
     augment: Literal["none", "in_plane"] = Field(
         "none",
         description="in_plane: the encoding, feature-predictor and denoiser stages also learn every training volume under its "

@@ -67,6 +67,17 @@ def sample_normalised_latent(mu: torch.Tensor, sigma: torch.Tensor, latent_mean:
     return (z - latent_mean.view(1, -1, 1, 1, 1)) / latent_std.view(1, -1, 1, 1, 1)
 
 
+def roll_in_plane(*latents: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The latents ``(B, C, x, y, z)`` shifted circularly by one random amount along x and one along y.
+
+    For a periodic film encoded by an in-plane periodic VAE a shift by whole latent cells is the
+    latent of the film shifted by whole strides, whose descriptors are the same: a free augmentation
+    that keeps a fully convolutional denoiser from learning where in the box a film's features lie.
+    """
+    shifts = (int(torch.randint(latents[0].shape[2], ())), int(torch.randint(latents[0].shape[3], ())))
+    return tuple(torch.roll(z, shifts=shifts, dims=(2, 3)) for z in latents)
+
+
 class FeaturePredictorModule(_Stage):
     """Stage 3: the feature predictor on ``(mu, sigma, normalised targets)`` batches."""
 
@@ -111,8 +122,10 @@ class DenoiserModule(_Stage):
         weight_decay: float = 0.0,
         condition_dropout: float = 0.1,
         ema_decay: float | None = 0.999,
+        roll: bool = False,
     ) -> None:
         super().__init__(lr, weight_decay)
+        self.roll = roll
         self.unet = unet
         self.schedule = schedule
         self.noise_scheduler = make_scheduler("ddpm", schedule)
@@ -130,6 +143,8 @@ class DenoiserModule(_Stage):
         mu, sigma, context = batch
         device = mu.device
         if train:
+            if self.roll:
+                mu, sigma = roll_in_plane(mu, sigma)
             x0 = sample_normalised_latent(mu, sigma, self.latent_mean, self.latent_std, sample=True)
             noise = torch.randn_like(x0)
             t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],), device=device)

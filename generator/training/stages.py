@@ -229,6 +229,28 @@ def _loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0) -> Da
     )
 
 
+def _periodic(config: TrainConfig) -> bool:
+    """Whether all three networks pad x and y periodically (films of any in-plane size)."""
+    pads = (config.vae.model.in_plane_padding, config.fp.model.in_plane_padding, config.ddpm.model.in_plane_padding)
+    return pads == ("periodic",) * 3
+
+
+def _generate_shape(config: TrainConfig, film_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The bundle's default film size: ``data.generate_shape`` (checked) or the training films' size."""
+    if config.data.generate_shape is None:
+        return film_shape
+    shape = tuple(int(n) for n in config.data.generate_shape)
+    if shape == film_shape:
+        return shape
+    if not _periodic(config) or not config.fp.model.conv_channels:
+        raise InvalidInputError("data.generate_shape: another size than the training films' needs in_plane_padding = 'periodic' "
+                                "in vae.model, fp.model and ddpm.model, and fp.model.conv_channels")
+    step = config.vae.model.downsampling * 2 ** (len(config.ddpm.model.channel_mults) - 1)
+    if shape[2] != film_shape[2] or any(n < step or n % step for n in shape[:2]):
+        raise InvalidInputError(f"data.generate_shape: {list(shape)} needs Z = {film_shape[2]} (the films') and X, Y multiples of {step}")
+    return shape
+
+
 def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
     record = {"config": config.model_dump(mode="json"), "n_samples": n_samples}
     path = out_dir / "config.json"
@@ -289,6 +311,7 @@ def train_pipeline(
         latent_shape = vae_config.latent_shape(dataset.volume_shape)
     except ValueError as exc:
         raise InvalidInputError(f"vae.model.widths: {exc}") from None
+    generate_shape = _generate_shape(config, tuple(dataset.volume_shape))
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_out_dir(out_dir, config, len(table))
     train_idx, val_idx = split_by_series(table["series"].to_numpy(), config.data.val_fraction, seed=config.data.seed)
@@ -370,6 +393,7 @@ def train_pipeline(
                 module = DenoiserModule(
                     unet, config.ddpm.schedule, latent_mean, latent_std, lr=config.ddpm.lr, weight_decay=config.ddpm.weight_decay,
                     condition_dropout=config.ddpm.condition_dropout, ema_decay=config.ddpm.ema_decay,
+                    roll=_periodic(config),
                 )
                 fit_latent_stage(module, "ddpm", config.ddpm, context)
                 _save(module.denoiser().state_dict(), ddpm_file)
