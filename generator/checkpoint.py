@@ -278,6 +278,18 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
             raise NonFiniteOutputError(f"model: the VAE decoder of {path} returned non-finite (NaN/inf) logits")
         return vae.logits_to_labels(logits)
 
+    def encoder(grey: torch.Tensor) -> torch.Tensor:
+        mu, _ = vae.encode(grey)
+        return (mu - latent_mean) / latent_std
+
+    grey_levels = torch.tensor([0.0, 1.0, 0.5], device=device).view(1, 3, 1, 1, 1)  # by label: donor, acceptor, mixed
+
+    def grey_decoder(z: torch.Tensor) -> torch.Tensor:
+        logits = vae.decode(z * latent_std + latent_mean)
+        if vae.config.n_phases == 2:
+            return torch.sigmoid(logits[:, 0])
+        return (torch.softmax(logits, dim=1) * grey_levels).sum(dim=1)  # expected grey level
+
     return Generator(
         decoder=decoder,
         feature_predictor=fp.predict,
@@ -294,6 +306,9 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         device=device,
         in_plane_multiple=in_plane_multiple(vae, fp, unet),
         training_shape=bundle.get("training_shape"),
+        encoder=encoder,
+        grey_decoder=grey_decoder,
+        grey_labels=int(bundle["n_phases"]) == 2,
     )
 
 

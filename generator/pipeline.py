@@ -44,12 +44,16 @@ class GenerationResult:
     predicted
         ``{attribute: (n,) array}``: the feature predictor's outputs on the
         latents (descriptors and recipe) in raw units.
+    grey
+        ``(n, X, Y, Z)`` float32 grey field the labels were cut from (donor
+        0, acceptor 1), when asked for (``raw=True``), else ``None``.
     """
 
     labels: np.ndarray
     latents: torch.Tensor
     conditions: np.ndarray
     predicted: dict[str, np.ndarray] = field(default_factory=dict)
+    grey: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -95,6 +99,17 @@ class Generator:
         ``volume_shape[2]``) can be generated (:meth:`latent_shape_for`).
     training_shape
         ``(X, Y, Z)`` of the films the networks were trained on (default ``volume_shape``).
+    encoder
+        Optional ``grey volumes (B, 1, X, Y, Z) in [0, 1] -> latents (B, C, x, y, z)``
+        (the posterior mean, in the denoiser's latent space); needed by
+        :meth:`encode` and :meth:`conditions_of`.
+    grey_decoder
+        Optional ``latents -> grey field (B, X, Y, Z)`` in [0, 1] (donor 0,
+        acceptor 1); needed for ``raw``, ``threshold`` and ``phase_levels``.
+    grey_labels
+        Whether the labels are a cut of the grey field (MicroGen3D, two-phase
+        bundles), so that ``threshold`` / ``phase_levels`` apply; ``False``
+        for decoders that classify phases directly (three-phase bundles).
     """
 
     def __init__(
@@ -116,8 +131,14 @@ class Generator:
         device: str | torch.device = "cpu",
         in_plane_multiple: int = 0,
         training_shape: Sequence[int] | None = None,
+        encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        grey_decoder: Callable[[torch.Tensor], torch.Tensor | np.ndarray] | None = None,
+        grey_labels: bool = True,
     ) -> None:
         self.decoder = decoder
+        self.encoder = encoder
+        self.grey_decoder = grey_decoder
+        self.grey_labels = bool(grey_labels)
         self.feature_predictor = feature_predictor
         self.denoiser = denoiser
         self.latent_shape = tuple(int(s) for s in latent_shape)
@@ -225,6 +246,88 @@ class Generator:
                     "allow extrapolation (--allow-extrapolation) to sample it anyway"
                 )
 
+    def draw_conditions(
+        self,
+        given: Mapping[str, float] | None = None,
+        n: int = 1,
+        *,
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+        table: pd.DataFrame | None = None,
+        method: str = "empirical",
+        seed: int = 0,
+    ):
+        """Condition matrix of ``n`` samples from given values, ranges, and completion of the rest.
+
+        See :func:`generator.conditions.draw_conditions`; ``table`` defaults to
+        the model's training descriptors (:attr:`descriptor_table`).
+
+        Returns
+        -------
+        generator.conditions.ConditionDraw
+        """
+        from generator.conditions import draw_conditions
+
+        return draw_conditions(self.condition_names, n, given=given, ranges=ranges,
+                               table=self.descriptor_table if table is None else table, method=method, seed=seed)
+
+    # --- encoding -------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, grey: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, C, x, y, z)`` (posterior means) of grey volumes ``(B, X, Y, Z)`` or ``(B, 1, X, Y, Z)`` in [0, 1].
+
+        Raises
+        ------
+        InvalidInputError
+            When the model has no encoder or the volumes have the wrong shape.
+        """
+        if self.encoder is None:
+            raise InvalidInputError("model: this generator has no encoder")
+        x = torch.as_tensor(np.asarray(grey, dtype=np.float32) if not isinstance(grey, torch.Tensor) else grey, dtype=torch.float32)
+        if x.ndim == 4:
+            x = x[:, None]
+        if x.ndim != 5 or tuple(x.shape[2:]) != self.volume_shape:
+            raise InvalidInputError(f"volumes: shape {tuple(x.shape)} does not fit the model's volumes {self.volume_shape}")
+        return self.encoder(x.to(self.device)).float()
+
+    def conditions_of(self, grey: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+        """The feature predictor's conditions on volumes: ``(matrix (B, K), latents (B, C, x, y, z))``.
+
+        Each volume is encoded (posterior mean) and the feature predictor's
+        outputs for :attr:`condition_names` form its condition vector, as
+        MicroGen3D's dataset mode does.
+        """
+        absent = [name for name in self.condition_names if name not in self.attribute_names]
+        if absent:
+            raise InvalidInputError(f"model: its feature predictor does not predict the condition {absent[0]!r}")
+        latents = self.encode(grey)
+        predicted = self.predict(latents)
+        return np.stack([predicted[name] for name in self.condition_names], axis=1), latents.cpu()
+
+    @torch.inference_mode()
+    def decode_grey(self, latents: torch.Tensor) -> np.ndarray:
+        """``float32`` grey field ``(B, X, Y, Z)`` of latents ``(B, C, x, y, z)`` (donor 0, acceptor 1)."""
+        if self.grey_decoder is None:
+            raise InvalidInputError("model: this generator has no grey-field decoder")
+        grey = self.grey_decoder(latents.to(self.device))
+        grey = grey.float().cpu().numpy() if isinstance(grey, torch.Tensor) else np.asarray(grey)
+        return grey.astype(np.float32)
+
+    def check_decoding(self, threshold: float | None, phase_levels=None) -> None:
+        """Raise :class:`InvalidInputError` when ``threshold`` / ``phase_levels`` do not apply to this model."""
+        from generator.levels import check_threshold
+
+        if threshold is None and phase_levels is None:
+            return
+        if self.grey_decoder is None or not self.grey_labels:
+            option = "--threshold" if threshold is not None else "--phase-levels"
+            raise InvalidInputError(f"{option}: this model's decoder classifies the phases directly (no grey field to cut)")
+        if threshold is not None:
+            if self.n_phases != 2:
+                raise InvalidInputError("--threshold: applies to two-phase models; three-phase ones take --phase-levels DONOR,MIXED,ACCEPTOR")
+            check_threshold(threshold)
+        if phase_levels is not None and self.n_phases != 3:
+            raise InvalidInputError("--phase-levels: applies to three-phase models; two-phase ones take --threshold")
+
     # --- sampling -------------------------------------------------------------------------
     @torch.inference_mode()
     def predict(self, latents: torch.Tensor) -> dict[str, np.ndarray]:
@@ -252,6 +355,9 @@ class Generator:
         progress: bool = False,
         allow_extrapolation: bool = False,
         size: Sequence[int] | None = None,
+        threshold: float | None = None,
+        phase_levels=None,
+        raw: bool = False,
     ) -> GenerationResult:
         """Generate ``n`` volumes for the given conditions.
 
@@ -275,22 +381,35 @@ class Generator:
             Sample conditions outside the training range instead of raising.
         size
             ``(X, Y, Z)`` of the films (default :attr:`volume_shape`); see :meth:`latent_shape_for`.
+        threshold
+            Two phases: cut the decoder's grey field at this value (default 0.5).
+        phase_levels
+            Three phases: a :class:`generator.levels.PhaseLevels`; each voxel
+            takes the phase of the nearest level (default 0, 0.5, 1).
+        raw
+            Keep the decoder's grey field in :attr:`GenerationResult.grey`.
 
         Returns
         -------
         GenerationResult
         """
+        from generator.levels import labels_from_grey
+
         matrix = self.condition_matrix(conditions, n)
         latent_shape = self.latent_shape_for(size)
         if not allow_extrapolation:
             self.check_ranges(matrix)
+        self.check_decoding(threshold, phase_levels)
+        cut = threshold is not None or phase_levels is not None
+        if raw and self.grey_decoder is None:
+            raise InvalidInputError("--raw: this model has no grey-field decoder")
         if batch_size < 1:
             raise InvalidInputError(f"batch_size: must be >= 1, got {batch_size}")
         total = matrix.shape[0]
         context = torch.as_tensor((matrix - self.context_mean) / self.context_std, dtype=torch.float32, device=self.device)
         rng = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((total, *latent_shape), generator=rng)
-        labels, latents, predicted = [], [], []
+        labels, latents, predicted, greys = [], [], [], []
         with tqdm(total=total, desc="generating", unit="sample", disable=not progress) as bar:
             for start in range(0, total, batch_size):
                 stop = min(start + batch_size, total)
@@ -305,7 +424,10 @@ class Generator:
                     schedule=self.schedule,
                     noise=noise[start:stop].to(self.device),
                 )
-                labels.append(self.decode(z))
+                grey = self.decode_grey(z) if (raw or cut) else None
+                labels.append(labels_from_grey(grey, self.n_phases, threshold=threshold, levels=phase_levels) if cut else self.decode(z))
+                if raw:
+                    greys.append(grey)
                 predicted.append(self.predict(z))
                 latents.append(z.cpu())
                 bar.update(stop - start)
@@ -314,6 +436,7 @@ class Generator:
             latents=torch.cat(latents),
             conditions=matrix,
             predicted={name: np.concatenate([p[name] for p in predicted]) for name in self.attribute_names},
+            grey=np.concatenate(greys) if raw else None,
         )
 
 

@@ -32,6 +32,7 @@ from generator.errors import FileFormatError, InvalidInputError
 #: Root attributes recording how the file's samples were labelled.
 PIXEL_SIZE_ATTR = "descriptors_pixel_size"
 PERIODIC_ATTR = "descriptors_periodic"
+LEVELS_ATTR = "descriptors_phase_levels"
 
 
 @contextlib.contextmanager
@@ -85,7 +86,7 @@ def _sample_volume(f, name: str, path: Path) -> np.ndarray:
 
 
 def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None, progress: bool = True, pixel_size: float = 1.0,
-                     periodic: bool = False, batch_size: int | None = None) -> int:
+                     periodic: bool = False, batch_size: int | None = None, phase_levels=None) -> int:
     """Compute the descriptors of every sample of an HDF5 dataset and store them as attributes.
 
     Samples that already carry every descriptor are skipped, so an
@@ -108,6 +109,11 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
     batch_size
         Samples computed between two writes (default ``8 * n_jobs``): a kill
         loses at most one batch.
+    phase_levels
+        Three-phase files: a :class:`generator.levels.PhaseLevels` giving the
+        grey level of each phase (each voxel takes the nearest); default
+        donor 0.0, mixed 0.5, acceptor 1.0. Recorded in the root attribute
+        ``descriptors_phase_levels``; resuming with other levels is refused.
 
     Returns
     -------
@@ -124,6 +130,7 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
     import h5py
     from tqdm.auto import tqdm
 
+    from generator.levels import DEFAULT_LEVELS, labels_from_grey
     from generator.physics.labels import grey_to_labels
 
     path = Path(path)
@@ -140,7 +147,15 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
     with first as f:
         names = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
         n_phases = _n_phases(f, names, path)
+        if phase_levels is not None and f.attrs.get("n_phases") is None:  # levels say three phases, whatever the grey values
+            n_phases = 3
         keys = descriptor_names(n_phases)
+        if phase_levels is not None and n_phases != 3:
+            raise InvalidInputError(f"--phase-levels: {path} holds two-phase volumes (levels apply to three-phase data)")
+        levels_used = (phase_levels or DEFAULT_LEVELS).to_list()
+        if n_phases == 3 and LEVELS_ATTR in f.attrs and list(np.asarray(f.attrs[LEVELS_ATTR]).tolist()) != levels_used:
+            raise InvalidInputError(f"{path}: samples were labelled with phase levels {list(np.asarray(f.attrs[LEVELS_ATTR]).tolist())}, "
+                                    f"not {levels_used}; pass the same --phase-levels to resume")
         for attr, wanted in ((PIXEL_SIZE_ATTR, float(pixel_size)), (PERIODIC_ATTR, bool(periodic))):
             if attr in f.attrs and np.asarray(f.attrs[attr]).item() != wanted:
                 raise InvalidInputError(f"{path}: samples were labelled with {attr.removeprefix('descriptors_')}={np.asarray(f.attrs[attr]).item()}, "
@@ -150,7 +165,8 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
         return 0
 
     def run(grey: np.ndarray) -> dict[str, float]:
-        return compute(grey_to_labels(grey, n_phases), pixel_size=pixel_size, periodic=periodic, n_phases=n_phases)
+        labels = grey_to_labels(grey, n_phases) if phase_levels is None else labels_from_grey(grey, n_phases, levels=phase_levels)
+        return compute(labels, pixel_size=pixel_size, periodic=periodic, n_phases=n_phases)
 
     bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=f"describe {path.name}", unit="sample", disable=not progress)
     with ThreadPoolExecutor(max_workers=workers) as pool, bar:
@@ -162,6 +178,8 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
             with _signals_held(), h5py.File(path, "r+") as f:
                 f.attrs[PIXEL_SIZE_ATTR] = float(pixel_size)
                 f.attrs[PERIODIC_ATTR] = bool(periodic)
+                if n_phases == 3:
+                    f.attrs[LEVELS_ATTR] = np.asarray(levels_used, dtype=np.float64)
                 for name, values in zip(chunk, results):
                     attrs = f[name].attrs
                     for key in keys:

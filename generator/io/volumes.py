@@ -12,6 +12,8 @@ Volumes are numpy arrays indexed ``(x, y, z)``. Formats:
   inline or appended base64, and zlib-compressed arrays. x varies fastest, as VTK expects.
 * ``.tif`` -- a multi-page TIFF stack (tifffile), one page per z layer, each
   page a ``(y, x)`` image, as ImageJ/Fiji show it. The shape is kept.
+* ``.txt`` -- GraSPI's own text input format (phase labels only; see
+  :mod:`generator.io.graspi`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from generator.errors import FileFormatError, InvalidInputError
 from generator.io.atomic import atomic_path
 
-SUFFIXES = (".npy", ".npz", ".vti", ".tif", ".tiff")
+SUFFIXES = (".npy", ".npz", ".vti", ".tif", ".tiff", ".txt")
 
 _VTK_TYPES = {
     "Int8": np.int8, "UInt8": np.uint8, "Int16": np.int16, "UInt16": np.uint16,
@@ -85,6 +87,10 @@ def write_volume(path: str | os.PathLike[str], array: np.ndarray, *, spacing: fl
     path = Path(path)
     suffix = _suffix(path)
     array = _as_volume(array)
+    if suffix == ".txt":  # GraSPI's text format (labels only)
+        from generator.io.graspi import write_graspi
+
+        return write_graspi(path, array)
     with atomic_path(path) as tmp:
         if suffix == ".npy":
             with open(tmp, "wb") as fh:
@@ -172,6 +178,10 @@ def read_volume(path: str | os.PathLike[str]) -> np.ndarray:
                 raise FileFormatError(f"{path}: .npz holds arrays {names}; expected one named 'volume'")
         if suffix == ".vti":
             return _read_vti(path.read_bytes(), path)
+        if suffix == ".txt":
+            from generator.io.graspi import read_graspi
+
+            return read_graspi(path)
         return _read_tif(path)
     except FileFormatError:
         raise

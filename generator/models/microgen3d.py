@@ -621,6 +621,12 @@ def as_generator(
         grey = vae.decode(z)[:, 0].float().cpu().numpy()
         return grey_to_labels(grey, spec.n_phases)
 
+    def grey_decoder(z: torch.Tensor) -> torch.Tensor:
+        return vae.decode(z)[:, 0]
+
+    def encoder(grey: torch.Tensor) -> torch.Tensor:
+        return vae.encode(grey)
+
     return Generator(
         decoder=decoder,
         feature_predictor=fp,
@@ -634,6 +640,8 @@ def as_generator(
         descriptor_table=None,
         condition_ranges={name: DOMAINS[name] for name in spec.context_attributes if name in DOMAINS},
         device=device,
+        encoder=encoder,
+        grey_decoder=grey_decoder,
     )
 
 

@@ -13,6 +13,7 @@ from inverse.cli import (  # noqa: F401  (each module registers its commands)
     study,
     verify,
     dashboard,
+    dataset,
 )
 
 __all__ = ["app", "main"]

@@ -35,6 +35,7 @@ def describe(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per file (keyed by GraSPI names) instead of a table.")] = False,
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Threshold a grey-level volume: values above are acceptor (1), the others donor (0).")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Threads for HDF5 datasets (default: every core).")] = None,
+    phase_levels: Annotated[Optional[str], typer.Option("--phase-levels", help="Three-phase HDF5 data: grey levels DONOR,MIXED,ACCEPTOR; each voxel takes the nearest (default 0,0.5,1).", show_default=False)] = None,
 ) -> None:
     """Compute GraSPI morphology descriptors (0 donor, 1 acceptor, 2 mixed; last axis = electrodes).
 
@@ -52,10 +53,17 @@ def describe(
     if threshold is not None and any(path.suffix.lower() in HDF5_SUFFIXES for path in files):
         raise InvalidInputError("--threshold applies to volume files; HDF5 datasets hold grey levels labelled by their own rule "
                                 "(donor 0.0, mixed 0.5, acceptor 1.0)")
+    levels = None
+    if phase_levels is not None:
+        from generator.levels import PhaseLevels
+
+        levels = PhaseLevels.parse(phase_levels)
+        if not all(path.suffix.lower() in HDF5_SUFFIXES for path in files):
+            raise InvalidInputError("--phase-levels: applies to HDF5 datasets; volume files hold labels (or take --threshold)")
     rows: list[tuple[Path, dict[str, float]]] = []
     for path in files:
         if path.suffix.lower() in HDF5_SUFFIXES:
-            done = describe_dataset(path, n_jobs=jobs, progress=True, pixel_size=pixel_size, periodic=periodic)
+            done = describe_dataset(path, n_jobs=jobs, progress=True, pixel_size=pixel_size, periodic=periodic, phase_levels=levels)
             typer.echo(f"{path}: labelled {done} sample(s) with descriptors", err=as_json)
             continue
         labels = as_labels(read_volume(path), threshold=threshold, name=str(path))
