@@ -24,7 +24,8 @@ attributes; ``None`` for other data), used to verify recipes by simulation;
 ``training_shape`` ``[X, Y, Z]``, the films the networks were trained on when
 ``volume_shape`` (the default size of generated films) differs from it (fully
 convolutional networks with periodic in-plane padding generate any in-plane
-size that is a multiple of their stride).
+size that is a multiple of their stride); ``training_record`` (wall and CPU
+seconds of each training stage, from the run's ``stage_times.jsonl``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def make_bundle(
     training_config: Mapping[str, Any] | None = None,
     simulation: Mapping[str, Any] | None = None,
     training_shape: Sequence[int] | None = None,
+    training_record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the bundle dictionary (see module docstring) from trained networks."""
     latent_shape = vae.config.latent_shape(tuple(volume_shape))
@@ -125,6 +127,7 @@ def make_bundle(
         },
         "descriptor_table": table_to_tensor(descriptor_table),
         "simulation": dict(simulation) if simulation else None,
+        "training_record": dict(training_record or {}),
     }
 
 
@@ -242,16 +245,18 @@ def build_networks(bundle: Mapping[str, Any]) -> tuple[VAE, FeaturePredictor, La
     return vae, fp, unet
 
 
-def in_plane_multiple(vae: VAE, fp: FeaturePredictor, unet: LatentUNet) -> int:
-    """The in-plane size step of films these networks can generate, or 0 when they generate one size only.
+def in_plane_multiple_of_configs(configs: Mapping[str, Any]) -> int:
+    """The in-plane size step of films the networks of a bundle's ``configs`` can generate, or 0 for one size only.
 
-    Positive only when all three networks pad x and y periodically and the feature predictor
-    pools over the latent grid: then it is the VAE stride times the UNet's downsampling.
+    Positive only when the VAE, the feature predictor and the UNet all pad x and y
+    periodically and the feature predictor pools over the latent grid
+    (``conv_channels``): then it is the VAE stride times the UNet's downsampling.
     """
-    periodic = (vae.config.in_plane_padding, unet.config.in_plane_padding, fp.config.in_plane_padding) == ("periodic",) * 3
-    if not periodic or not fp.config.conv_channels:
+    vae, fp, unet = (configs.get(name) or {} for name in ("vae", "feature_predictor", "unet"))
+    pads = [c.get("in_plane_padding", "zeros") for c in (vae, fp, unet)]
+    if pads != ["periodic"] * 3 or not fp.get("conv_channels"):
         return 0
-    return vae.config.downsampling * 2 ** (len(unet.config.channel_mults) - 1)
+    return 2 ** len(vae["widths"]) * 2 ** (len(unet.get("channel_mults", [1, 2])) - 1)
 
 
 def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "cpu"):
@@ -304,7 +309,7 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         context_std=norm["context_std"].numpy(),
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
         device=device,
-        in_plane_multiple=in_plane_multiple(vae, fp, unet),
+        in_plane_multiple=in_plane_multiple_of_configs(bundle["configs"]),
         training_shape=bundle.get("training_shape"),
         encoder=encoder,
         grey_decoder=grey_decoder,

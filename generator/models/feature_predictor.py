@@ -84,7 +84,9 @@ class FeaturePredictor(nn.Module):
         """Normalised predictions ``(B, A)`` of latents ``(B, C, x, y, z)``."""
         if self.conv is not None:
             h = self.conv(latent)
-            latent = torch.cat([h.mean(dim=(2, 3, 4)), h.std(dim=(2, 3, 4))], dim=1)
+            # periodic models: the population std, so that a film tiled in-plane gives the same features at any size
+            correction = 0 if self.config.in_plane_padding == "periodic" else 1
+            latent = torch.cat([h.mean(dim=(2, 3, 4)), h.std(dim=(2, 3, 4), correction=correction)], dim=1)
         return self.net(latent)
 
     def predict(self, latent: torch.Tensor) -> torch.Tensor:

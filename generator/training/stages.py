@@ -401,13 +401,37 @@ def train_pipeline(
 
     descriptor_table = table.copy()
     bundle = make_bundle(
-        vae=vae, feature_predictor=fp, unet=unet, schedule=config.ddpm.schedule, volume_shape=dataset.volume_shape,
+        vae=vae, feature_predictor=fp, unet=unet, schedule=config.ddpm.schedule, volume_shape=generate_shape, training_shape=dataset.volume_shape,
         condition_names=config.data.conditions, attribute_names=attributes,
         context_mean=context_mean, context_std=context_std, latent_mean=latent_mean, latent_std=latent_std,
         descriptor_table=descriptor_table, training_config=config.model_dump(mode="json"),
         simulation=simulation_record(dataset.files),
+        training_record=training_record(out_dir),
     )
     return save_bundle(bundle, out_dir / BUNDLE_NAME)
+
+
+def training_record(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Wall and CPU seconds of each stage of a run (summed over resumed runs) from ``stage_times.jsonl``.
+
+    Returns
+    -------
+    dict
+        ``{"stages": {stage: {"wall_s", "cpu_s"}}, "wall_s", "cpu_s"}`` (empty stages when there is no log).
+    """
+    stages: dict[str, dict[str, float]] = {}
+    path = Path(out_dir) / STAGE_TIMES
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            entry = stages.setdefault(str(record.get("stage")), {"wall_s": 0.0, "cpu_s": 0.0})
+            entry["wall_s"] = round(entry["wall_s"] + float(record.get("wall_s", 0.0)), 3)
+            entry["cpu_s"] = round(entry["cpu_s"] + float(record.get("cpu_s", 0.0)), 3)
+    return {"stages": stages, "wall_s": round(sum(e["wall_s"] for e in stages.values()), 3),
+            "cpu_s": round(sum(e["cpu_s"] for e in stages.values()), 3)}
 
 
 def stage_losses(out_dir: str | os.PathLike[str], stage: str) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from inverse.cli import (  # noqa: F401  (each module registers its commands)
     verify,
     dashboard,
     dataset,
+    info,
 )
 
 __all__ = ["app", "main"]

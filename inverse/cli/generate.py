@@ -62,6 +62,17 @@ def _read_dataset_volumes(path: Path, n: int | None, volume_shape: tuple[int, ..
     return names, volumes
 
 
+def _parse_size(text: str) -> tuple[int, int, int]:
+    """``XxYxZ`` -> ``(X, Y, Z)``; one-line error otherwise."""
+    try:
+        shape = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or any(n < 1 for n in shape):
+        raise InvalidInputError(f"--size: expected XxYxZ with positive sizes, e.g. 128x128x64, got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the volumes and the CSV.")],
@@ -83,6 +94,7 @@ def generate(
     phase_levels: Annotated[Optional[str], typer.Option("--phase-levels", help="Three-phase grey models: grey levels DONOR,MIXED,ACCEPTOR; each voxel takes the nearest (default 0,0.5,1).", show_default=False)] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Also write the decoder's grey field (float32) as sample_NNNN_grey.npy (and .vti).")] = False,
     graspi: Annotated[bool, typer.Option("--graspi", help="Also write each volume in GraSPI's text input format (sample_NNNN.txt).")] = False,
+    size: Annotated[Optional[str], typer.Option("--size", help="Film size XxYxZ (default: the model's; resizable models take any X, Y that are multiples of their in-plane step, see `microdesign info`).", show_default=False)] = None,
     vti: Annotated[bool, typer.Option("--vti/--no-vti", help="Also write each volume as .vti (ParaView).")] = True,
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Threads for the descriptors (default: every core).")] = None,
@@ -125,6 +137,8 @@ def generate(
     ranges = dict(parse_range(item) for item in condition_range or [])
     levels = PhaseLevels.parse(phase_levels) if phase_levels is not None else None
     generator = load_generator(model, kind=kind, device=device)
+    film_size = _parse_size(size) if size is not None else None
+    generator.latent_shape_for(film_size)  # an impossible size fails here, before any work
     generator.check_decoding(threshold, levels)
     if raw and generator.grey_decoder is None:
         raise InvalidInputError("--raw: this model has no grey-field decoder")
@@ -158,7 +172,7 @@ def generate(
         raise InvalidInputError(f"--steps: must lie in [1, {generator.schedule.num_train_timesteps}] for this model, got {steps}")
     result = generator.generate(
         matrix, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size,
-        progress=True, allow_extrapolation=True, threshold=threshold, phase_levels=levels, raw=raw,
+        progress=True, allow_extrapolation=True, threshold=threshold, phase_levels=levels, raw=raw, size=film_size,
     )
     out.mkdir(parents=True, exist_ok=True)
     stems = [f"sample_{i:04d}" for i in range(len(result))]
@@ -195,7 +209,7 @@ def generate(
         "from_dataset": str(from_dataset) if from_dataset is not None else None, "n": len(result), "sampler": sampler,
         "steps": steps, "guidance": guidance, "seed": seed, "allow_extrapolation": allow_extrapolation,
         "threshold": threshold, "phase_levels": levels.to_list() if levels is not None else None, "raw": raw,
-        "volume_shape": list(generator.volume_shape), "n_phases": generator.n_phases,
+        "volume_shape": list(result.labels.shape[1:]), "n_phases": generator.n_phases,
     }
     with atomic_path(out / SETTINGS_NAME) as tmp:
         tmp.write_text(json.dumps(settings, indent=2))

@@ -1,0 +1,142 @@
+"""What a generator is: :func:`model_info` gathers a model's record (shape, phases, conditions, data, physics, card).
+
+The record is read from a bundle without building its networks (or from a
+MicroGen3D weights folder by loading it), so ``microdesign info`` is quick. A
+model card written by ``benchmarks/model_card.py`` beside a bundle
+(``<bundle>.card.json``) adds its headline numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generator.errors import FileFormatError
+
+#: Suffix of the model-card summary written beside a bundle (``default.pt`` -> ``default.card.json``).
+CARD_SUFFIX = ".card.json"
+
+
+@dataclass
+class ModelInfo:
+    """A model's record.
+
+    Attributes
+    ----------
+    source
+        The bundle file or weights folder.
+    kind
+        ``"bundle"`` or the MicroGen3D kind.
+    n_phases
+        2 or 3.
+    volume_shape
+        ``(X, Y, Z)`` of generated films by default.
+    training_shape
+        ``(X, Y, Z)`` of the training films.
+    latent_shape
+        ``(C, x, y, z)`` at ``volume_shape``.
+    in_plane_multiple
+        Step of the in-plane sizes it can generate (0: ``volume_shape`` only).
+    conditions
+        ``{name: (lo, hi)}`` training range of every condition (NaN when unknown).
+    attributes
+        The feature predictor's outputs, in order.
+    n_training_samples, n_training_series
+        Size of the training table (0 when the model carries none).
+    dataset
+        ``{"preset", "n_phases", "ch_parameters"}``: how the training data was simulated (empty when unknown).
+    training
+        Training config name, wall and CPU seconds per stage (``stages``), and their totals.
+    card
+        Headline numbers of the model card (empty when there is none).
+    """
+
+    source: str
+    kind: str
+    n_phases: int
+    volume_shape: tuple[int, ...]
+    training_shape: tuple[int, ...]
+    latent_shape: tuple[int, ...]
+    in_plane_multiple: int
+    conditions: dict[str, tuple[float, float]]
+    attributes: list[str]
+    n_training_samples: int = 0
+    n_training_series: int = 0
+    dataset: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples as lists)."""
+        out = asdict(self)
+        out["conditions"] = {k: list(v) for k, v in self.conditions.items()}
+        return json.loads(json.dumps(out, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(type(value).__name__)
+
+
+def card_path(bundle: str | os.PathLike[str]) -> Path:
+    """Where the model-card summary of a bundle lives: ``<bundle without .pt>.card.json``."""
+    path = Path(bundle)
+    return path.with_name(path.stem + CARD_SUFFIX)
+
+
+def read_card(bundle: str | os.PathLike[str]) -> dict[str, Any]:
+    """The model-card summary beside a bundle, or ``{}`` when there is none or it is unreadable."""
+    path = card_path(bundle)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = None) -> ModelInfo:
+    """The record of a model: ``"default"``, a bundle file, or a MicroGen3D folder (with ``kind``).
+
+    Raises
+    ------
+    MicrodesignError
+        When the path is missing or not a model (one-line message).
+    """
+    from generator.checkpoint import in_plane_multiple_of_configs, read_bundle, tensor_to_table
+    from generator.pipeline import DEFAULT_BUNDLE, load_generator
+
+    target = DEFAULT_BUNDLE if str(path) == "default" else Path(path)
+    if target.is_dir():
+        gen = load_generator(target, kind=kind)
+        return ModelInfo(
+            source=str(target), kind=str(kind), n_phases=gen.n_phases, volume_shape=gen.volume_shape,
+            training_shape=gen.training_shape, latent_shape=gen.latent_shape, in_plane_multiple=gen.in_plane_multiple,
+            conditions={n: tuple(gen.condition_ranges.get(n, (float("nan"), float("nan")))) for n in gen.condition_names},
+            attributes=list(gen.attribute_names),
+        )
+    if not target.exists():
+        raise FileFormatError(f"model: {target} does not exist")
+    bundle = read_bundle(target)
+    table = tensor_to_table(bundle["descriptor_table"])
+    conditions = {
+        name: ((float(table[name].min()), float(table[name].max())) if name in table else (float("nan"), float("nan")))
+        for name in bundle["condition_names"]
+    }
+    simulation = bundle.get("simulation") or {}
+    training = dict(bundle.get("training_record") or {})
+    training.setdefault("config", (bundle["configs"].get("training") or {}).get("name"))
+    return ModelInfo(
+        source=str(target), kind="bundle", n_phases=int(bundle["n_phases"]),
+        volume_shape=tuple(bundle["volume_shape"]), training_shape=tuple(bundle.get("training_shape") or bundle["volume_shape"]),
+        latent_shape=tuple(bundle["latent_shape"]), in_plane_multiple=in_plane_multiple_of_configs(bundle["configs"]),
+        conditions=conditions, attributes=list(bundle["attribute_names"]),
+        n_training_samples=len(table), n_training_series=int(table["series"].nunique()) if "series" in table else 0,
+        dataset=dict(simulation), training=training, card=read_card(target),
+    )
