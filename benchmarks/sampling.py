@@ -7,7 +7,10 @@ the same seed, and reports
 
 * seconds per sample: the whole :meth:`Generator.generate` call (latent
   sampling, decoding, feature predictor), after one warm-up batch, median of
-  ``--repeats``; and the ratio to DDPM-1000 measured in the same run;
+  ``--repeats``, wall and CPU time (CPU of this process, all its threads); and
+  the ratio to DDPM-1000 measured in the same run;
+* peak memory: the largest resident set size reached during the call, above
+  the resident size before it (sampled every 5 ms);
 * conditional accuracy: R² between the requested condition values and the
   GraSPI descriptors measured on the generated volumes, per condition and
   averaged (only for a trained model: the conditions are rows of its training
@@ -64,18 +67,55 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+class PeakMemory:
+    """Context manager: the peak resident set size above the one at entry, sampled in a thread (``.peak_mb``)."""
+
+    def __enter__(self) -> "PeakMemory":
+        import threading
+
+        self.base = _rss_bytes()
+        self.peak = self.base
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(0.005):
+                self.peak = max(self.peak, _rss_bytes())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def peak_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
 def time_setting(gen: Generator, conditions: np.ndarray, sampler: str, steps: int, args: argparse.Namespace):
-    """Median seconds per sample over ``args.repeats`` runs (after a warm-up batch) and the last result."""
-    kwargs = dict(sampler=sampler, steps=steps, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size, allow_extrapolation=True)
+    """Median wall and CPU seconds per sample over ``args.repeats`` runs (after a warm-up batch), peak memory (MB), last result."""
+    kwargs = dict(sampler=sampler, steps=steps, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
+                  allow_extrapolation=True, size=args.size)
     gen.generate(conditions[: args.batch_size], **{**kwargs, "steps": min(steps, 2)})  # warm-up: allocations, kernels
-    times = []
+    times, cpu_times, peaks = [], [], []
     for _ in range(args.repeats):
         synchronise(gen.device)
-        start = time.perf_counter()
-        result = gen.generate(conditions, **kwargs)
-        synchronise(gen.device)
+        start, cpu = time.perf_counter(), time.process_time()
+        with PeakMemory() as memory:
+            result = gen.generate(conditions, **kwargs)
+            synchronise(gen.device)
         times.append((time.perf_counter() - start) / len(conditions))
-    return statistics.median(times), result
+        cpu_times.append((time.process_time() - cpu) / len(conditions))
+        peaks.append(memory.peak_mb)
+    return statistics.median(times), statistics.median(cpu_times), max(peaks), result
 
 
 def accuracy(gen: Generator, result, conditions: np.ndarray) -> dict[str, float]:
@@ -112,8 +152,10 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--settings", default=None, help="comma list of sampler:steps (default ddpm:1000,ddim:50,dpm++:25,dpm++:10)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--size", default=None, help="film size XxYxZ (resizable models; default: the model's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -125,10 +167,12 @@ def main() -> None:
     rows = []
     for sampler, steps in settings:
         steps = min(steps, gen.schedule.num_train_timesteps)
-        seconds, result = time_setting(gen, conditions, sampler, steps, args)
+        seconds, cpu_seconds, peak_mb, result = time_setting(gen, conditions, sampler, steps, args)
         scores = accuracy(gen, result, conditions) if trained and not args.random_microgen3d else {}
-        rows.append({"sampler": sampler, "steps": steps, "seconds_per_sample": seconds, "r2": scores})
-        print(f"{sampler}-{steps}: {seconds:.4g} s/sample, R² {scores.get('mean', float('nan')):.3f}", flush=True)
+        rows.append({"sampler": sampler, "steps": steps, "seconds_per_sample": seconds, "cpu_seconds_per_sample": cpu_seconds,
+                     "peak_memory_mb": peak_mb, "r2": scores})
+        print(f"{sampler}-{steps}: {seconds:.4g} s/sample (CPU {cpu_seconds:.4g} s), peak +{peak_mb:.0f} MB, "
+              f"R² {scores.get('mean', float('nan')):.3f}", flush=True)
     base = rows[0]["seconds_per_sample"]
     for row in rows:
         row["speedup_vs_first"] = base / row["seconds_per_sample"]
@@ -136,16 +180,19 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"sampling: {model_name}, {hardware}, volume {gen.volume_shape}, n={args.n}, batch {args.batch_size}")
-    for column in ("sampler", "steps", "s / sample", f"speed-up vs {rows[0]['sampler']}-{rows[0]['steps']}", "R² mean", *gen.condition_names):
+    shape = tuple(result.labels.shape[1:])
+    table = Table(title=f"sampling: {model_name}, {hardware}, films {'x'.join(map(str, shape))}, n={args.n}, batch {args.batch_size}")
+    for column in ("sampler", "steps", "s / sample", "CPU s / sample", "peak MB", f"speed-up vs {rows[0]['sampler']}-{rows[0]['steps']}",
+                   "R² mean", *gen.condition_names):
         table.add_column(column, justify="right")
     for row in rows:
         scores = row["r2"]
-        table.add_row(row["sampler"], str(row["steps"]), f"{row['seconds_per_sample']:.4g}", f"{row['speedup_vs_first']:.1f}x",
+        table.add_row(row["sampler"], str(row["steps"]), f"{row['seconds_per_sample']:.4g}", f"{row['cpu_seconds_per_sample']:.4g}",
+                      f"{row['peak_memory_mb']:.0f}", f"{row['speedup_vs_first']:.1f}x",
                       f"{scores.get('mean', float('nan')):.3f}", *(f"{scores.get(name, float('nan')):.3f}" for name in gen.condition_names))
-    Console(width=160).print(table)
+    Console().print(table)
     report = {
-        "model": model_name, "hardware": hardware, "torch": torch.__version__, "volume_shape": list(gen.volume_shape),
+        "model": model_name, "hardware": hardware, "torch": torch.__version__, "volume_shape": list(shape),
         "latent_shape": list(gen.latent_shape), "n": args.n, "batch_size": args.batch_size, "repeats": args.repeats,
         "guidance": args.guidance, "conditions_from_training_table": trained, "results": rows,
     }
