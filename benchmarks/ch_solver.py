@@ -7,6 +7,15 @@ versions agree, prints a table with the speed-up ratios and writes
 ``benchmarks/results/ch_solver.json``.
 
     python benchmarks/ch_solver.py [--steps 10] [--threads N]
+
+``--film`` times whole series instead: one run of the ``film`` preset's physics
+at ``--film-shape`` (default 128x128x64) to its end time, with today's fixed
+step (periodic and no-flux electrodes) and with adaptive steps (the preset's
+tolerance and a coarser one), side by side; for each its wall and CPU time,
+solver steps, the domain size 2 pi / <k> at every snapshot relative to the
+fixed-step no-flux run, and the descriptors of the last snapshot.
+
+    python benchmarks/ch_solver.py --film [--film-shape 128x128x64] [--threads 2]
 """
 
 from __future__ import annotations
@@ -102,13 +111,62 @@ def _print_row(row: dict, devices: list[str]) -> None:
         print(" | ".join(parts), flush=True)
 
 
+def film_series(shape: tuple[int, ...], seeds: int = 1) -> list[dict]:
+    """Whole series of the ``film`` preset's physics: fixed vs adaptive steps, periodic vs no-flux electrodes."""
+    from generator.descriptors import compute
+    from generator.physics.cahn_hilliard import characteristic_length, simulate
+    from generator.physics.labels import label_two_phase
+    from generator.physics.presets import load_preset
+
+    film = load_preset("film").ch.model_copy(update={"shape": shape})
+    cases = [
+        ("fixed dt, periodic electrodes (before)", {"z_boundary": "periodic", "adaptive": False}),
+        ("fixed dt, no-flux electrodes", {"adaptive": False}),
+        (f"adaptive (preset, tol {film.step_tolerance:g})", {}),
+        ("adaptive (tol 3e-3, dt_max 2)", {"step_tolerance": 3e-3, "dt_max": 2.0}),
+    ]
+    phi0, chi = [0.5] * seeds, [3.2] * seeds
+    rows, reference = [], None
+    for name, update in cases:
+        params = film.model_copy(update=update)
+        wall, cpu = time.perf_counter(), time.process_time()
+        snaps = list(simulate(params, phi0, chi, list(range(seeds))))
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        lengths = np.array([characteristic_length(s.fields).mean() for s in snaps])
+        if name.startswith("fixed dt, no-flux"):
+            reference = lengths
+        last = [compute(label_two_phase(f)) for f in snaps[-1].fields]
+        rows.append({"case": name, "shape": list(shape), "series": seeds, "end_time": snaps[-1].time, "solver_steps": snaps[-1].solver_steps,
+                     "wall_s_per_series": wall / seeds, "cpu_s_per_series": cpu / seeds, "domain_size": lengths.tolist(),
+                     **{k: float(np.mean([d[k] for d in last])) for k in ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1")}})
+    for row in rows:
+        ratio = np.array(row["domain_size"]) / reference
+        row["domain_size_vs_fixed_no_flux_max_dev"] = float(np.abs(ratio - 1).max())
+        print(f"{row['case']:<40} {row['solver_steps']:>5} steps  wall {row['wall_s_per_series']:6.1f} s  CPU {row['cpu_s_per_series']:6.1f} s"
+              f"  domain size vs fixed: max dev {row['domain_size_vs_fixed_no_flux_max_dev']:.3f}"
+              f"  CT_f_D_tort1 {row['CT_f_D_tort1']:.3f}", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="timed steps per case (after one warm-up step)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--film", action="store_true", help="time whole film series (fixed vs adaptive steps) instead")
+    parser.add_argument("--film-shape", default="128x128x64")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.film:
+        shape = tuple(int(v) for v in args.film_shape.split("x"))
+        print(f"Whole Cahn-Hilliard series of the film preset at {args.film_shape} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+        rows = film_series(shape)
+        out = RESULTS.with_name("ch_solver_film.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"benchmark": "ch_solver --film", "torch": torch.__version__, "threads": torch.get_num_threads(),
+                                   "load_average_at_start": list(__import__("os").getloadavg()), "rows": rows}, indent=2))
+        print(f"wrote {out}")
+        return
     print(f"Cahn-Hilliard step throughput, voxel-steps per second (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     rows = run(args.steps)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -78,6 +78,7 @@ def measure(
     guidance: float = 1.0,
     batch_size: int = 32,
     n_jobs: int | None = None,
+    size: Sequence[int] | None = None,
 ) -> Measurement:
     """Generate ``n`` volumes at ``conditions`` and measure them.
 
@@ -92,7 +93,7 @@ def measure(
     try:
         result = generator.generate(  # type: ignore[attr-defined]
             dict(conditions), n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-            batch_size=batch_size, progress=False,
+            batch_size=batch_size, progress=False, **({"size": tuple(size)} if size is not None else {}),
         )
     except NonFiniteOutputError as exc:
         raise GenerationFailed(f"{str(exc).removeprefix('model: ')} at {dict(conditions)}") from None

@@ -256,6 +256,11 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
         from generator.checkpoint import load_generator
 
         generator = load_generator(spec.generator, kind=spec.kind)
+    if spec.generation.size is not None and hasattr(generator, "latent_shape_for"):
+        try:
+            generator.latent_shape_for(spec.generation.size)  # an impossible film size fails before any trial
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"generation.{exc}") from None
     resolved = resolve_spec(
         spec,
         condition_names=generator.condition_names,
@@ -411,7 +416,7 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
         try:
             measurement = evaluation.measure(
                 plan.generator, conditions, spec.samples_per_trial, seed=seed, sampler=gen.sampler,
-                steps=gen.steps, guidance=gen.guidance, batch_size=gen.batch_size, n_jobs=n_jobs,
+                steps=gen.steps, guidance=gen.guidance, batch_size=gen.batch_size, n_jobs=n_jobs, size=gen.size,
             )
         except evaluation.GenerationFailed as exc:
             trial.set_user_attr("status", FAILED)

@@ -156,6 +156,9 @@ class GenerationSettings(_Strict):
     steps: int = Field(default=25, ge=1)
     guidance: float = Field(default=1.0, ge=0)
     batch_size: int = Field(default=32, ge=1)
+    size: tuple[int, int, int] | None = Field(
+        default=None, description="film size (X, Y, Z); default the model's (resizable models: X, Y multiples of their in-plane step)"
+    )
 
 
 class StudySpec(_Strict):
