@@ -256,6 +256,9 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
         from generator.checkpoint import load_generator
 
         generator = load_generator(spec.generator, kind=spec.kind)
+    gen = spec.generation  # sampler, steps and memory: checked here, not at the first trial
+    generator.check_sampling(n=spec.samples_per_trial, sampler=gen.sampler, steps=gen.steps, guidance=gen.guidance,
+                             seed=spec.seed, batch_size=gen.batch_size, prefix="generation.", n_name="samples_per_trial")
     resolved = resolve_spec(
         spec,
         condition_names=generator.condition_names,

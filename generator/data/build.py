@@ -115,11 +115,10 @@ def simulate_dataset(preset: str | os.PathLike[str] | DatasetPreset, out: str | 
     n_phases = preset.n_phases if n_phases is None else n_phases
     if n_phases not in (2, 3):
         raise InvalidInputError(f"n_phases must be 2 or 3, got {n_phases}")
-    if device is not None and str(device).startswith("cuda"):
-        import torch
+    if device is not None:
+        from generator.validation import check_device
 
-        if not torch.cuda.is_available():
-            raise InvalidInputError(f"device {device!r} is not available on this machine; use --device cpu")
+        device = check_device(device, "--device")
     out = Path(out)
     _prepare_output(out)
     have_file = out.exists() and not overwrite

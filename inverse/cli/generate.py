@@ -70,27 +70,21 @@ def generate(
     from tqdm.auto import tqdm
 
     from generator.descriptors import compute_batch
-    from generator.diffusion import make_scheduler
     from generator.io import atomic_path
     from generator.io.volumes import write_volume
     from generator.pipeline import load_generator
+    from generator.validation import check_output_folder
 
-    if n < 1:
-        raise InvalidInputError(f"-n: must be at least 1, got {n}")
-    if batch_size < 1:
-        raise InvalidInputError(f"--batch-size: must be at least 1, got {batch_size}")
     if jobs is not None and jobs < 1:
         raise InvalidInputError(f"--jobs: must be at least 1, got {jobs}")
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out: {out} exists and is not a folder")
+    check_output_folder(out, "--out")
     values = parse_assignments(condition, "--condition")
     generator = load_generator(model, kind=kind, device=device)
     matrix = generator.condition_matrix(values, n)  # unknown / missing names fail here, before any work
     if not allow_extrapolation:
         generator.check_ranges(matrix)
-    make_scheduler(sampler, generator.schedule)  # an unknown sampler fails here too
-    if not 1 <= steps <= generator.schedule.num_train_timesteps:
-        raise InvalidInputError(f"--steps: must lie in [1, {generator.schedule.num_train_timesteps}] for this model, got {steps}")
+    # sampler, steps, guidance, seed, counts and memory, all before the output folder is made
+    generator.check_sampling(n=n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size)
     result = generator.generate(
         matrix, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size,
         progress=True, allow_extrapolation=True,

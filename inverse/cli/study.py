@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from inverse.cli._app import app
+from inverse.cli._app import TYPER_SETTINGS, app
 
-study_app = typer.Typer(help="Run, report and list inverse-design studies.", no_args_is_help=True)
+study_app = typer.Typer(help="Run, report and list inverse-design studies.", **TYPER_SETTINGS)
 app.add_typer(study_app, name="study")
 
 StorageOption = Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL (default: sqlite:///runs/NAME.db).")]
