@@ -99,7 +99,7 @@ def storage_urls(options: LaunchOptions) -> list[str]:
 @st.cache_resource(show_spinner=False)
 def open_rdb(url: str) -> optuna.storages.RDBStorage:
     """The Optuna storage at ``url`` (opened once per process; never created by the dashboard)."""
-    return storage_mod.open_storage(url, create=False)
+    return storage_mod.open_storage(url, readonly=True)
 
 
 def study_names(url: str) -> list[str]:

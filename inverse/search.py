@@ -38,6 +38,7 @@ from optuna.artifacts import upload_artifact
 
 from generator.errors import InvalidInputError
 from inverse import evaluation, feasibility, storage as storage_mod
+from inverse.masking import mask_credentials
 from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
 
 class _DropGreenletNotice(logging.Filter):
@@ -499,19 +500,27 @@ def run_study(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
             sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials,
                                    input_constraint=_input_constraint(plan))
-            study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler, load_if_exists=True)
-            if [d.name.lower() for d in study.directions] != plan.directions:
-                raise InvalidInputError(f"name: study {spec.name!r} already exists in {url} with other objectives")
+            with storage_mod.setup_lock(url):  # workers started at once: one sets the storage and the study up at a time
+                rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+                study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler,
+                                            load_if_exists=True)
+                if [d.name.lower() for d in study.directions] != plan.directions:
+                    raise InvalidInputError(f"name: study {spec.name!r} already exists in {mask_credentials(url)} with other objectives")
+                storage_mod.fail_stale_trials(study)
+                attrs = {
+                    # the spec as stored: a password in its storage URL stays out of the database
+                    "spec": json.loads(spec.model_copy(update={"storage": spec.storage and mask_credentials(spec.storage)}).model_dump_json()),
+                    "condition_names": list(plan.resolved.condition_names),
+                    "descriptor_scales": plan.scales,
+                    "feasible_fraction": plan.feasible_fraction,
+                }
+                for key, value in attrs.items():
+                    if study.user_attrs.get(key) != value:  # a resumed study: no write
+                        study.set_user_attr(key, value)
             if storage_mod.sqlite_path(url) is None:  # a server shared by workers: each samples its own stream
                 sampler.reseed_rng()
-            storage_mod.fail_stale_trials(study)
-            study.set_user_attr("spec", json.loads(spec.model_dump_json()))
-            study.set_user_attr("condition_names", list(plan.resolved.condition_names))
-            study.set_user_attr("descriptor_scales", plan.scales)
-            study.set_user_attr("feasible_fraction", plan.feasible_fraction)
             store = storage_mod.artifact_store(spec.name, url, runs_dir)
             total = n_trials or spec.n_trials
             remaining = total - n_finished(study)

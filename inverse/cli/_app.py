@@ -124,7 +124,7 @@ def main() -> None:
         raise SystemExit(USAGE_EXIT_CODE) from None
     except click_exceptions.UsageError as exc:
         fail(_usage_error(exc))
-    except click_exceptions.Abort:  # Ctrl-C
+    except typer.Abort:  # Ctrl-C
         print("aborted", file=sys.stderr)
         raise SystemExit(130) from None
     except MicrodesignError as exc:

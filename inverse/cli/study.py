@@ -96,7 +96,7 @@ def report(
     from inverse.storage import RUNS_DIR, default_storage_url, open_storage
 
     url = storage or default_storage_url(name)
-    rdb = open_storage(url, create=False)
+    rdb = open_storage(url, readonly=True)
     try:
         study = optuna.load_study(study_name=name, storage=rdb)
     except KeyError:
