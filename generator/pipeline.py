@@ -300,11 +300,11 @@ class Generator:
         -------
         GenerationResult
         """
+        count = (1 if n is None else n) if isinstance(conditions, Mapping) else len(np.atleast_2d(np.asarray(conditions)))
+        self.check_sampling(n=count, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size, prefix="")
         matrix = self.condition_matrix(conditions, n)
         if not allow_extrapolation:
             self.check_ranges(matrix)
-        self.check_sampling(n=int(matrix.shape[0]), sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                            batch_size=batch_size, prefix="")
         total = matrix.shape[0]
         context = torch.as_tensor((matrix - self.context_mean) / self.context_std, dtype=torch.float32, device=self.device)
         rng = torch.Generator(device="cpu").manual_seed(int(seed))

@@ -80,11 +80,11 @@ def generate(
     check_output_folder(out, "--out")
     values = parse_assignments(condition, "--condition")
     generator = load_generator(model, kind=kind, device=device)
+    # sampler, steps, guidance, seed, counts and memory, all before the output folder is made
+    generator.check_sampling(n=n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size)
     matrix = generator.condition_matrix(values, n)  # unknown / missing names fail here, before any work
     if not allow_extrapolation:
         generator.check_ranges(matrix)
-    # sampler, steps, guidance, seed, counts and memory, all before the output folder is made
-    generator.check_sampling(n=n, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size)
     result = generator.generate(
         matrix, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size,
         progress=True, allow_extrapolation=True,
