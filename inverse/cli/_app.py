@@ -136,9 +136,8 @@ def main() -> None:
             fail(f"no space left on device while writing {exc.filename or 'output'}; nothing was left half-written")
         # one line: some libraries (h5py) put line breaks into their messages
         fail(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}")
-    else:
-        if isinstance(code, int) and code != 0:  # typer.Exit(code) / --help return their code without standalone mode
-            raise SystemExit(code)
+    # as click's standalone mode does: always exit, with typer.Exit's code (--help, `check`'s 1) or 0
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 @app.command()
