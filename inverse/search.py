@@ -496,7 +496,7 @@ def run_study(
     plan = plan_study(spec, generator)
     url = storage or spec.storage or storage_mod.default_storage_url(spec.name, runs_dir)
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))  # quieter if the caller (the CLI) asked
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
