@@ -61,6 +61,16 @@ def default_storage_url(name: str, runs_dir: str | Path = RUNS_DIR) -> str:
     return f"sqlite:///{Path(runs_dir) / f'{name}.db'}"
 
 
+def stored_at(url: str) -> str:
+    """``url`` with a SQLite file's path made absolute (``sqlite:////home/me/runs/opv.db``), other URLs unchanged.
+
+    ``runs/NAME.db`` is relative to the folder a study ran in; the absolute URL
+    reaches the study from any folder (``study report NAME --storage URL``).
+    """
+    path = sqlite_path(url)
+    return url if path is None else f"sqlite:///{path.resolve()}"
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a ``sqlite:///`` URL (``None`` for other URLs)."""
     if url.startswith("sqlite:///"):

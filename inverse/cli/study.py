@@ -22,16 +22,16 @@ def _print_recipes(table, *, title: str, top: int) -> None:  # noqa: ANN001
 
     out = Table(title=title)
     for column in ("rank", "trial", "meets", "mismatch", "uncert."):
-        out.add_column(column, justify="right")
+        out.add_column(column, justify="right", overflow="fold")
     recipes = [n for n in ("phi", "chi", "log_time") if f"{n}_mean" in table.columns]
     measured = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean") and c.removesuffix("_mean") not in recipes]
     for name in recipes + measured:
-        out.add_column(name, justify="right")
+        out.add_column(name, justify="right", overflow="fold")  # narrow terminals: names wrap, never cut
     for _, row in table.head(top).iterrows():
         cells = [str(row["rank"]), str(row["trial"]), "yes" if row["meets_targets"] else "no", f"{row['mismatch']:.3g}", f"{row['uncertainty']:.3g}"]
         cells += [f"{row[f'{n}_mean']:.3g} ± {row[f'{n}_std']:.2g}" for n in recipes + measured]
         out.add_row(*cells)
-    Console(width=160).print(out)
+    Console().print(out)  # the terminal's width (80 columns when it is unknown): cells wrap, never the table
 
 
 def _write_csv(table, path: Path) -> None:  # noqa: ANN001
@@ -59,9 +59,11 @@ def run(
 ) -> None:
     """Run or resume a study, then print its ranked recipes (and verify the top ones by simulation with --verify)."""
     from generator.errors import InvalidInputError
+    from inverse.masking import mask_credentials
     from inverse.recipes import study_recipes
     from inverse.search import run_study
     from inverse.spec import load_spec
+    from inverse.storage import default_storage_url, stored_at
 
     if verify < 0 or verify_seeds < 1:
         raise InvalidInputError(f"verify: need K >= 0 and --verify-seeds >= 1, got {verify} and {verify_seeds}")
@@ -70,11 +72,14 @@ def run(
     table = study_recipes(study)
     n_done = sum(1 for t in study.trials if t.state.name == "COMPLETE")
     print(f"study {study.study_name}: {n_done} complete trials, {len(table)} measured")
+    url = stored_at(study_spec.storage or default_storage_url(study_spec.name))
+    print(f"stored in {mask_credentials(url)}")
+    if study_spec.storage is None:  # the default is relative to this folder: say how to reach it from anywhere
+        print(f"  from another folder: microdesign study report {study.study_name} --storage {url}")
     if len(table):
         _print_recipes(table, title=f"ranked recipes of {study.study_name}", top=top)
     if verify and len(table):
         from inverse.cli.verify import run_verification
-        from inverse.storage import default_storage_url
 
         run_verification(study, storage_url=study_spec.storage or default_storage_url(study_spec.name), top_k=verify,
                          seeds=verify_seeds, seed=None, model=model, kind=None, preset=verify_preset, max_steps=None,
@@ -118,17 +123,18 @@ def list_(storage: StorageOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from inverse.masking import mask_credentials
     from inverse.storage import RUNS_DIR, list_studies
 
     urls = [storage] if storage else [f"sqlite:///{p}" for p in sorted(RUNS_DIR.glob("*.db"))]
     out = Table(title="studies")
     for column in ("study", "storage", "trials", "complete", "directions", "started"):
-        out.add_column(column)
+        out.add_column(column, overflow="fold")
     for url in urls:
         for s in list_studies(url):
             started = str(s["started"])[:19] if s["started"] else "-"
-            out.add_row(str(s["name"]), url, str(s["n_trials"]), str(s["n_complete"]), ",".join(s["directions"]), started)  # type: ignore[arg-type]
+            out.add_row(str(s["name"]), mask_credentials(url), str(s["n_trials"]), str(s["n_complete"]), ",".join(s["directions"]), started)  # type: ignore[arg-type]
     if out.row_count == 0:
         print("no studies" + (f" in {storage}" if storage else f" under {RUNS_DIR}/"))
         return
-    Console(width=140).print(out)
+    Console().print(out)
