@@ -448,6 +448,30 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
     return objective
 
 
+#: Free space a study keeps on the disks of its database and artifacts before it starts another trial (bytes).
+MIN_FREE_BYTES = 32 * 2**20
+
+
+def check_free_space(folders: list[Path], needed: int) -> None:
+    """Raise ``OSError(ENOSPC)`` when a folder's disk has less than ``needed`` bytes free.
+
+    Called before every trial: a study whose disk fills stops *between* trials,
+    with one clear line, rather than inside one, where neither the trial's
+    artifacts nor its final state (SQLite needs room for its journal) could be
+    written and a RUNNING trial would be left behind.
+    """
+    import errno
+    import shutil
+
+    for folder in folders:
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if free < needed:
+            raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free, a trial needs {needed / 2**20:.0f} MiB", str(folder))
+
+
 def n_finished(study: optuna.Study) -> int:
     """Trials that count towards ``n_trials``: COMPLETE ones."""
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
@@ -527,10 +551,19 @@ def run_study(
             if remaining > 0:
                 # other workers on the same study count too: stop once the study holds `total` complete trials
                 enough = optuna.study.MaxTrialsCallback(total, states=(optuna.trial.TrialState.COMPLETE,))
+                folders = [storage_mod.artifact_dir(spec.name, url, runs_dir)]
+                if storage_mod.sqlite_path(url) is not None:
+                    folders.append(storage_mod.sqlite_path(url).parent)
+                needed = MIN_FREE_BYTES + 2 * spec.samples_per_trial * int(np.prod(plan.generator.volume_shape))
+
+                def room_for_a_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial | None = None) -> None:
+                    check_free_space(folders, needed)  # raised after a trial is finished and stored: none is left RUNNING
+
+                room_for_a_trial(study)
                 study.optimize(
                     make_objective(plan, store, n_jobs=n_jobs), n_trials=remaining,
                     catch=(evaluation.GenerationFailed,), show_progress_bar=progress, gc_after_trial=False,
-                    callbacks=[enough, *(callbacks or [])],
+                    callbacks=[enough, *(callbacks or []), room_for_a_trial],
                 )
     finally:
         optuna.logging.set_verbosity(verbosity)

@@ -112,3 +112,29 @@ def test_storage_passwords_never_appear_and_nothing_is_written(tmp_path, monkeyp
                               monkeypatch, capsys)
     assert code == 2 and "S3CRET" not in out + err and "alice:***@127.0.0.1:1" in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.toml"]
+
+
+def test_a_study_whose_disk_fills_stops_between_trials_with_one_line(tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quick.toml").write_text(QUICK.replace("n_trials = 2", "n_trials = 5"))
+    real = shutil.disk_usage
+    calls = []
+
+    def filling_disk(path):  # noqa: ANN001, ANN202 - plenty of room for two trials, then 1 MiB
+        calls.append(path)
+        usage = real(path)
+        free = usage.free if len(calls) <= 2 * 2 + 2 else 2**20
+        return namedtuple("usage", "total used free")(usage.total, usage.used, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", filling_disk)
+    code, out, err = run_main(["study", "run", "quick.toml", "--no-progress"], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: no space left on device while writing "), err
+    rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'runs' / 'quick.db'}")
+    states = [t.state for t in optuna.load_study(study_name="quick", storage=rdb).trials]
+    assert states and optuna.trial.TrialState.RUNNING not in states
+    assert 1 <= states.count(optuna.trial.TrialState.COMPLETE) < 5
