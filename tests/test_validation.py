@@ -160,3 +160,10 @@ def test_study_run_checks_generation_settings_before_the_database(text, options,
     code, _, err = run_main(["study", "run", "s.toml", "--no-progress", *options], monkeypatch, capsys)
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]  # no runs/, no database, no trial
+
+
+def test_simulate_refuses_a_grid_that_cannot_fit_in_memory(tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(["simulate", "--preset", "tiny", "--grid", "4000x4000x4000", "--out", tmp_path / "d.h5", "--quiet"],
+                            monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: grid 4000x4000x4000 (batch of ") and "of memory" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
