@@ -51,7 +51,7 @@ def run(
     sampler: Annotated[str | None, typer.Option(help="Override the spec's sampler: random, tpe, gp, botorch.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
     samples: Annotated[int | None, typer.Option("--samples", min=1, help="Override samples per trial.")] = None,
-    top: Annotated[int, typer.Option(help="Rows of the recipe table to print.")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="Rows of the recipe table to print.")] = 10,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     verify: Annotated[int, typer.Option("--verify", metavar="K", help="Then simulate the top K recipes (microdesign verify); 0: off.")] = 0,
     verify_seeds: Annotated[int, typer.Option("--verify-seeds", help="Simulations per verified recipe.")] = 4,
@@ -91,7 +91,7 @@ def report(
     name: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOption = None,
     csv: Annotated[Path | None, typer.Option(help="CSV to write (default: runs/NAME_recipes.csv).")] = None,
-    top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    top: Annotated[int, typer.Option(min=0, help="Rows to print.")] = 20,
 ) -> None:
     """Print the ranked recipe table of a study and write it as CSV."""
     import optuna
