@@ -139,3 +139,36 @@ def check_output_folder(path: Path, what: str = "--out") -> None:
     if entries:
         raise InvalidInputError(f"{what}: {path} is not empty (it holds {entries[0]}{' and more' if len(entries) > 1 else ''}); "
                                 "give a new or empty folder")
+
+
+#: Lightning accelerators a training config may name.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def check_accelerator(accelerator: str, devices: object, what: str = "trainer") -> None:
+    """Raise unless Lightning can train on ``accelerator`` with ``devices`` on this machine.
+
+    ``auto`` always passes (Lightning picks what is there); ``gpu``/``cuda``
+    need as many CUDA GPUs as ``devices`` asks for (an int or a list of indices).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``what.accelerator`` or ``what.devices``.
+    """
+    name = str(accelerator).strip().lower()
+    if name not in ACCELERATORS:
+        raise InvalidInputError(f"{what}.accelerator: unknown accelerator {accelerator!r} (use {', '.join(ACCELERATORS)})")
+    if name in ("gpu", "cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InvalidInputError(f"{what}.accelerator: {accelerator} is not available (this machine has no CUDA GPU); use cpu")
+        wanted = len(devices) if isinstance(devices, list) else devices if isinstance(devices, int) else None
+        if isinstance(devices, list) and any(int(i) >= count for i in devices):
+            raise InvalidInputError(f"{what}.devices: {devices} names a GPU this machine lacks (it has {count})")
+        if wanted is not None and wanted > count:
+            raise InvalidInputError(f"{what}.devices: {wanted} GPUs asked for, this machine has {count}")
+    elif name == "mps":
+        check_device("mps", f"{what}.accelerator")

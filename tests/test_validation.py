@@ -167,3 +167,26 @@ def test_simulate_refuses_a_grid_that_cannot_fit_in_memory(tmp_path, monkeypatch
                             monkeypatch, capsys)
     assert code == 2 and err.startswith("error: grid 4000x4000x4000 (batch of ") and "of memory" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_accelerators(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    validation.check_accelerator("auto", "auto")
+    validation.check_accelerator("cpu", 4)
+    with pytest.raises(InvalidInputError, match="trainer.accelerator: unknown accelerator 'tpu'"):
+        validation.check_accelerator("tpu", 1)
+    with pytest.raises(InvalidInputError, match="trainer.accelerator: gpu is not available"):
+        validation.check_accelerator("gpu", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    validation.check_accelerator("gpu", [0, 1])
+    with pytest.raises(InvalidInputError, match="trainer.devices: 4 GPUs asked for, this machine has 2"):
+        validation.check_accelerator("cuda", 4)
+
+
+def test_train_refuses_an_accelerator_before_writing(tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(["train", "--preset", "tiny", "--out", tmp_path / "m", "--set", "trainer.accelerator=tpu"], monkeypatch, capsys)
+    assert code == 2 and err.startswith("error: trainer.accelerator: unknown accelerator 'tpu'") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
