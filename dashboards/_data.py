@@ -31,6 +31,7 @@ import pandas as pd
 import streamlit as st
 from sklearn.decomposition import PCA
 
+from dashboards._text import md_text
 from generator.errors import MicrodesignError
 from inverse import feasibility
 from inverse import storage as storage_mod
@@ -99,7 +100,7 @@ def storage_urls(options: LaunchOptions) -> list[str]:
 @st.cache_resource(show_spinner=False)
 def open_rdb(url: str) -> optuna.storages.RDBStorage:
     """The Optuna storage at ``url`` (opened once per process; never created by the dashboard)."""
-    return storage_mod.open_storage(url, create=False)
+    return storage_mod.open_storage(url, readonly=True)
 
 
 def study_names(url: str) -> list[str]:
@@ -256,7 +257,7 @@ def require_measured(data: StudyData) -> None:
         counts = data.status_counts()
         detail = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
         st.info(
-            f"Study **{data.name}** has no measured trial yet ({detail}). "
+            f"Study **{md_text(data.name)}** has no measured trial yet ({md_text(detail)}). "
             "Start or resume it with `microdesign study run SPEC`; this page fills in as trials complete."
         )
         st.stop()

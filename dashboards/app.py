@@ -12,7 +12,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import _data
+from dashboards._text import md_text
 from generator.errors import MicrodesignError
+from inverse.masking import mask_credentials
 
 PAGES = (
     ("views/recipes.py", "Recipes", ":material/format_list_numbered:"),
@@ -48,16 +50,17 @@ def sidebar() -> None:
     urls = _data.storage_urls(options)
     if not urls:
         st.session_state.pop(_data.SELECTION_KEY, None)
-        st.sidebar.info(f"No study storage under {options.runs_dir}/: run a study, or start with `--storage URL`.")
+        st.sidebar.info(f"No study storage under {md_text(options.runs_dir)}/ yet. Run a study first, for example "
+                        "`microdesign study run studies/opv.toml`, or start with `--storage URL`; then press R to reload.")
         return
-    url = st.sidebar.selectbox("Storage", urls, key="storage") if len(urls) > 1 else urls[0]
+    url = st.sidebar.selectbox("Storage", urls, key="storage", format_func=mask_credentials) if len(urls) > 1 else urls[0]
     if len(urls) == 1:
-        st.sidebar.caption(f"Storage: `{url}`")
+        st.sidebar.caption(f"Storage: {md_text(url)}")
     try:
         names = _data.study_names(url)
     except MicrodesignError as exc:
         st.session_state.pop(_data.SELECTION_KEY, None)
-        st.sidebar.error(str(exc))
+        st.sidebar.error(md_text(exc))
         return
     if not names:
         st.session_state.pop(_data.SELECTION_KEY, None)

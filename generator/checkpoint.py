@@ -150,8 +150,21 @@ def zip_problem(path: str | os.PathLike[str]) -> str | None:
 
 
 def save_bundle(bundle: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``bundle`` to ``path`` atomically; returns the path."""
+    """Write ``bundle`` to ``path`` atomically; returns the path.
+
+    Raises
+    ------
+    CheckpointError
+        When a network holds NaN or infinite weights (training diverged, or
+        the data held NaN): such a bundle would generate nothing usable, and is
+        not written.
+    """
     path = Path(path)
+    for network, state in bundle.get("state_dicts", {}).items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"model: the trained {network} holds NaN or infinite weights ({key}); training diverged "
+                                      f"or the data holds NaN; no bundle was written to {path}")
     with atomic_path(path) as tmp:
         torch.save(dict(bundle), tmp)
     return path

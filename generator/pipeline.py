@@ -8,6 +8,7 @@ published weights (:mod:`generator.models.microgen3d`) plug into it.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -329,6 +330,74 @@ class Generator:
             raise InvalidInputError("--phase-levels: applies to three-phase models; two-phase ones take --threshold")
 
     # --- sampling -------------------------------------------------------------------------
+    def check_sampling(
+        self,
+        *,
+        n: int,
+        sampler: str,
+        steps: int,
+        guidance: float,
+        seed: int,
+        batch_size: int,
+        prefix: str = "--",
+        n_name: str | None = None,
+        size: Sequence[int] | None = None,
+    ) -> None:
+        """Check the settings of :meth:`generate` before any work (or any file) is done.
+
+        Parameters
+        ----------
+        n, sampler, steps, guidance, seed, batch_size
+            As for :meth:`generate`.
+        prefix
+            Put before each setting's name in messages (``--`` for options,
+            ``generation.`` for a study spec's fields).
+        n_name
+            The name of ``n`` in messages (default ``-n``, or ``n`` after ``prefix``).
+        size
+            Film size ``(X, Y, Z)`` (default :attr:`volume_shape`; see :meth:`latent_shape_for`).
+
+        Raises
+        ------
+        InvalidInputError
+            An unknown sampler, a step count outside ``[1, num_train_timesteps]``,
+            a non-finite or negative guidance, a bad seed, a count below 1, or
+            ``n`` volumes that cannot fit in this machine's memory, or a film size this model cannot make.
+        """
+        from generator.diffusion import make_scheduler
+        from generator.validation import check_finite, check_memory, check_seed
+
+        def name(field: str) -> str:  # the setting as the user wrote it: -n, --batch-size, generation.batch_size
+            if field == "n" and n_name is not None:
+                return n_name
+            if prefix == "--":
+                return "-n" if field == "n" else "--" + field.replace("_", "-")
+            return prefix + field
+
+        def whole(value: object) -> bool:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+        if not whole(n) or n < 1:
+            raise InvalidInputError(f"{name('n')}: must be at least 1, got {n!r}")
+        if not whole(batch_size) or batch_size < 1:
+            raise InvalidInputError(f"{name('batch_size')}: must be at least 1, got {batch_size!r}")
+        try:
+            make_scheduler(sampler, self.schedule)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{name('sampler')}: {str(exc).removeprefix('sampler: ')}") from None
+        top = self.schedule.num_train_timesteps
+        if not whole(steps) or not 1 <= steps <= top:
+            raise InvalidInputError(f"{name('steps')}: must lie in [1, {top}] for this model, got {steps!r}")
+        check_finite(guidance, name("guidance"), minimum=0.0)
+        check_seed(seed, name("seed"))
+        latent_shape = self.latent_shape_for(size)
+        scale = float(np.prod(self.volume_shape)) / float(np.prod(self.latent_shape[1:]))
+        latent = float(np.prod(latent_shape))
+        voxels = float(np.prod(latent_shape[1:])) * scale
+        # kept for all n: labels (uint8) and latents + their noise (float32); one batch of decoder activations
+        per_volume = voxels + 8 * latent
+        check_memory(n * per_volume + min(n, batch_size) * 64 * voxels, f"{name('n')} {n}")
+
     @torch.inference_mode()
     def predict(self, latents: torch.Tensor) -> dict[str, np.ndarray]:
         """Feature-predictor outputs ``{attribute: (B,) array}`` of latents ``(B, C, x, y, z)``."""
@@ -395,6 +464,9 @@ class Generator:
         """
         from generator.levels import labels_from_grey
 
+        count = (1 if n is None else n) if isinstance(conditions, Mapping) else len(np.atleast_2d(np.asarray(conditions)))
+        self.check_sampling(n=count, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size, prefix="",
+                            size=size)
         matrix = self.condition_matrix(conditions, n)
         latent_shape = self.latent_shape_for(size)
         if not allow_extrapolation:
@@ -403,8 +475,6 @@ class Generator:
         cut = threshold is not None or phase_levels is not None
         if raw and self.grey_decoder is None:
             raise InvalidInputError("--raw: this model has no grey-field decoder")
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size: must be >= 1, got {batch_size}")
         total = matrix.shape[0]
         context = torch.as_tensor((matrix - self.context_mean) / self.context_std, dtype=torch.float32, device=self.device)
         rng = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -460,7 +530,9 @@ def load_generator(path: str | os.PathLike[str] = "default", *, kind: str | None
         When the path does not exist, the default model is not shipped, or the files do not match.
     """
     from generator.checkpoint import load_bundle
+    from generator.validation import check_device
 
+    device = check_device(device, "device")
     if str(path) == "default":
         if not DEFAULT_BUNDLE.is_file():
             raise MicrodesignError(

@@ -459,16 +459,22 @@ def model_for(generator: Any, columns: Sequence[str], table: pd.DataFrame | str 
     Uses ``table`` (a DataFrame or a file for :func:`load_table`), else the
     bundle's ``descriptor_table``. Without a table holding every column, it
     degrades to range checks on ``generator.condition_ranges`` when those cover
-    every column.
+    every column; a table the user gives must hold every column (it is never
+    silently replaced by range checks).
 
     Raises
     ------
     InvalidInputError
-        When neither a table nor ranges cover the columns.
+        When a given table lacks a column, or neither a table nor ranges cover the columns.
     """
     columns = list(columns)
-    if isinstance(table, (str, Path)):
-        table = load_table(table)
+    if table is not None:
+        source = str(table) if isinstance(table, (str, Path)) else "the table"
+        if isinstance(table, (str, Path)):
+            table = load_table(table)
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise InvalidInputError(f"--table: {source} has no column {missing[0]} (its columns: {', '.join(map(str, table.columns))})")
     if table is None:
         table = getattr(generator, "descriptor_table", None)
     if table is not None and all(c in table.columns for c in columns):

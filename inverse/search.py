@@ -38,6 +38,7 @@ from optuna.artifacts import upload_artifact
 
 from generator.errors import InvalidInputError
 from inverse import evaluation, feasibility, storage as storage_mod
+from inverse.masking import mask_credentials
 from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
 
 class _DropGreenletNotice(logging.Filter):
@@ -256,11 +257,14 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
         from generator.checkpoint import load_generator
 
         generator = load_generator(spec.generator, kind=spec.kind)
-    if spec.generation.size is not None and hasattr(generator, "latent_shape_for"):
-        try:
-            generator.latent_shape_for(spec.generation.size)  # an impossible film size fails before any trial
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"generation.{exc}") from None
+    gen = spec.generation  # sampler, steps, film size and memory: checked here, not at the first trial
+    try:
+        generator.check_sampling(n=spec.samples_per_trial, sampler=gen.sampler, steps=gen.steps, guidance=gen.guidance,
+                                 seed=spec.seed, batch_size=gen.batch_size, prefix="generation.", n_name="samples_per_trial",
+                                 size=gen.size)
+    except InvalidInputError as exc:
+        text = str(exc)
+        raise InvalidInputError(f"generation.{text}" if text.startswith("size:") else text) from None
     resolved = resolve_spec(
         spec,
         condition_names=generator.condition_names,
@@ -449,6 +453,30 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
     return objective
 
 
+#: Free space a study keeps on the disks of its database and artifacts before it starts another trial (bytes).
+MIN_FREE_BYTES = 32 * 2**20
+
+
+def check_free_space(folders: list[Path], needed: int) -> None:
+    """Raise ``OSError(ENOSPC)`` when a folder's disk has less than ``needed`` bytes free.
+
+    Called before every trial: a study whose disk fills stops *between* trials,
+    with one clear line, rather than inside one, where neither the trial's
+    artifacts nor its final state (SQLite needs room for its journal) could be
+    written and a RUNNING trial would be left behind.
+    """
+    import errno
+    import shutil
+
+    for folder in folders:
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if free < needed:
+            raise OSError(errno.ENOSPC, f"only {free / 2**20:.1f} MiB free, a trial needs {needed / 2**20:.0f} MiB", str(folder))
+
+
 def n_finished(study: optuna.Study) -> int:
     """Trials that count towards ``n_trials``: COMPLETE ones."""
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
@@ -497,33 +525,50 @@ def run_study(
     plan = plan_study(spec, generator)
     url = storage or spec.storage or storage_mod.default_storage_url(spec.name, runs_dir)
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))  # quieter if the caller (the CLI) asked
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
             sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials,
                                    input_constraint=_input_constraint(plan))
-            study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler, load_if_exists=True)
-            if [d.name.lower() for d in study.directions] != plan.directions:
-                raise InvalidInputError(f"name: study {spec.name!r} already exists in {url} with other objectives")
+            with storage_mod.setup_lock(url):  # workers started at once: one sets the storage and the study up at a time
+                rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+                study = optuna.create_study(study_name=spec.name, storage=rdb, directions=plan.directions, sampler=sampler,
+                                            load_if_exists=True)
+                if [d.name.lower() for d in study.directions] != plan.directions:
+                    raise InvalidInputError(f"name: study {spec.name!r} already exists in {mask_credentials(url)} with other objectives")
+                storage_mod.fail_stale_trials(study)
+                attrs = {
+                    # the spec as stored: a password in its storage URL stays out of the database
+                    "spec": json.loads(spec.model_copy(update={"storage": spec.storage and mask_credentials(spec.storage)}).model_dump_json()),
+                    "condition_names": list(plan.resolved.condition_names),
+                    "descriptor_scales": plan.scales,
+                    "feasible_fraction": plan.feasible_fraction,
+                }
+                for key, value in attrs.items():
+                    if study.user_attrs.get(key) != value:  # a resumed study: no write
+                        study.set_user_attr(key, value)
             if storage_mod.sqlite_path(url) is None:  # a server shared by workers: each samples its own stream
                 sampler.reseed_rng()
-            storage_mod.fail_stale_trials(study)
-            study.set_user_attr("spec", json.loads(spec.model_dump_json()))
-            study.set_user_attr("condition_names", list(plan.resolved.condition_names))
-            study.set_user_attr("descriptor_scales", plan.scales)
-            study.set_user_attr("feasible_fraction", plan.feasible_fraction)
             store = storage_mod.artifact_store(spec.name, url, runs_dir)
             total = n_trials or spec.n_trials
             remaining = total - n_finished(study)
             if remaining > 0:
                 # other workers on the same study count too: stop once the study holds `total` complete trials
                 enough = optuna.study.MaxTrialsCallback(total, states=(optuna.trial.TrialState.COMPLETE,))
+                folders = [storage_mod.artifact_dir(spec.name, url, runs_dir)]
+                if storage_mod.sqlite_path(url) is not None:
+                    folders.append(storage_mod.sqlite_path(url).parent)
+                needed = MIN_FREE_BYTES + 2 * spec.samples_per_trial * int(np.prod(plan.generator.volume_shape))
+
+                def room_for_a_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial | None = None) -> None:
+                    check_free_space(folders, needed)  # raised after a trial is finished and stored: none is left RUNNING
+
+                room_for_a_trial(study)
                 study.optimize(
                     make_objective(plan, store, n_jobs=n_jobs), n_trials=remaining,
                     catch=(evaluation.GenerationFailed,), show_progress_bar=progress, gc_after_trial=False,
-                    callbacks=[enough, *(callbacks or [])],
+                    callbacks=[enough, *(callbacks or []), room_for_a_trial],
                 )
     finally:
         optuna.logging.set_verbosity(verbosity)

@@ -46,6 +46,7 @@ from pydantic import (
 
 from generator.errors import InvalidInputError
 from generator.io.toml import read_toml
+from generator.validation import MAX_SEED
 
 SamplerName = Literal["random", "tpe", "gp", "botorch"]
 FeasibilityMode = Literal["auto", "constraint", "pca"]
@@ -62,7 +63,8 @@ def is_count_descriptor(name: str) -> bool:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are never meaningful in a spec (a NaN bound compares false with everything)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Bound(_Strict):
@@ -175,7 +177,7 @@ class StudySpec(_Strict):
     sampler: SamplerName = "tpe"
     n_trials: int = Field(default=30, ge=1)
     n_startup_trials: int = Field(default=8, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     storage: str | None = None
     feasibility: FeasibilityMode = "auto"
     #: ``botorch`` with option A: also give qLogNEI the feasibility check as a known input constraint. Off by
@@ -187,7 +189,7 @@ class StudySpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
+        if not _NAME_RE.fullmatch(v):  # fullmatch: "$" would let a trailing newline through
             raise ValueError("use letters, digits, '_', '-' or '.' only")
         return v
 

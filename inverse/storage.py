@@ -17,16 +17,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import os
+import threading
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy.exc
 from optuna.artifacts import FileSystemArtifactStore
 
 from generator.errors import InvalidInputError
+from inverse.masking import mask_credentials
 
 #: Folder of the default SQLite files and artifact stores.
 RUNS_DIR = Path("runs")
@@ -52,6 +59,16 @@ MAX_RETRY = 1
 def default_storage_url(name: str, runs_dir: str | Path = RUNS_DIR) -> str:
     """``sqlite:///runs/NAME.db``."""
     return f"sqlite:///{Path(runs_dir) / f'{name}.db'}"
+
+
+def stored_at(url: str) -> str:
+    """``url`` with a SQLite file's path made absolute (``sqlite:////home/me/runs/opv.db``), other URLs unchanged.
+
+    ``runs/NAME.db`` is relative to the folder a study ran in; the absolute URL
+    reaches the study from any folder (``study report NAME --storage URL``).
+    """
+    path = sqlite_path(url)
+    return url if path is None else f"sqlite:///{path.resolve()}"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -109,40 +126,142 @@ class _HeartbeatStorage(optuna.storages.RDBStorage):
         return stale + never_beat  # disjoint: Optuna counts only trials that beat
 
 
+#: Tables of an Optuna storage: a database without them holds no studies (and a read-only command must not add them).
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info", "alembic_version"})
+
+#: Attempts at creating a server storage's tables while other workers create them too.
+_CREATE_ATTEMPTS = 5
+_CREATION_RACES = ("already exists", "unique constraint", "duplicate key", "database is locked")
+
+
+_SETUP_THREADS = threading.RLock()
+_SETUP_HELD: set[Path] = set()
+
+
+@contextlib.contextmanager
+def setup_lock(url: str) -> Iterator[None]:
+    """Serialise the set-up of a SQLite storage (its tables, a new study) between processes on this machine.
+
+    Workers started at once on a new SQLite file would otherwise race to create
+    Optuna's tables (``table studies already exists``, ``UNIQUE constraint
+    failed: alembic_version.version_num``). The lock is an exclusive
+    :func:`fcntl.flock` on the file's folder, released when the block ends or
+    the process dies; no lock file is left behind. Server URLs need no lock
+    (:func:`open_storage` retries a lost creation race there).
+    """
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    folder = (path.parent if str(path.parent) else Path(".")).resolve()
+    with _SETUP_THREADS:  # re-entrant here: run_study holds it around open_storage, which takes it too
+        if folder in _SETUP_HELD:
+            yield
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _SETUP_HELD.add(folder)
+            try:
+                yield
+            finally:
+                _SETUP_HELD.discard(folder)
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
+def _readonly_sqlite_url(path: Path) -> str:
+    """A SQLAlchemy URL that opens the SQLite file at ``path`` read-only (it is never created or altered)."""
+    return f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&uri=true"
+
+
+def _require_optuna_tables(engine_url: str, shown: str) -> None:
+    """Raise unless the database at ``engine_url`` holds Optuna's tables; reads only."""
+    engine = sqlalchemy.create_engine(engine_url)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    missing = sorted(OPTUNA_TABLES - tables)
+    if missing:
+        raise InvalidInputError(f"storage: {shown} holds no Optuna studies (no {missing[0]} table); "
+                                "run a study into it first: microdesign study run SPEC --storage URL")
+
+
 def open_storage(
     url: str,
     *,
     create: bool = True,
+    readonly: bool = False,
     heartbeat_interval: int = HEARTBEAT_INTERVAL,
     grace_period: int = GRACE_PERIOD,
 ) -> optuna.storages.RDBStorage:
-    """Open (and create, for SQLite, its folder and file) an Optuna RDB storage with a heartbeat.
+    """Open an Optuna RDB storage with a heartbeat.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy URL.
+    create
+        Create what is missing: a SQLite file's folder and file, and Optuna's
+        tables. Safe when several workers start at once (:func:`setup_lock`
+        for SQLite, retries for a server). With ``create=False`` the storage
+        must already hold Optuna's tables, and nothing is created.
+    readonly
+        Only read (``study list``, ``study report``, the dashboard): implies
+        ``create=False``, and opens a SQLite file read-only.
+    heartbeat_interval, grace_period
+        Seconds between heartbeats, and without one before a trial is stale.
 
     Raises
     ------
     InvalidInputError
-        A malformed URL, or (``create=False``) a SQLite file that does not exist.
+        A malformed URL, a storage that cannot be opened, or (``create=False``)
+        a SQLite file that does not exist or a database without Optuna's
+        tables. The message shows the URL with its password masked.
     """
+    create = create and not readonly
+    shown = mask_credentials(url)
     path = sqlite_path(url)
     if path is not None:
         if not create and not path.is_file():
             raise InvalidInputError(f"storage: {path} does not exist")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
     elif "://" not in url:
-        raise InvalidInputError(f"storage: {url!r} is not an SQLAlchemy URL (for example sqlite:///runs/x.db)")
-    url = with_installed_driver(url)
-    try:
+        raise InvalidInputError(f"storage: {shown!r} is not an SQLAlchemy URL (for example sqlite:///runs/x.db)")
+    engine_url = _readonly_sqlite_url(path) if readonly and path is not None else with_installed_driver(url)
+
+    def make() -> optuna.storages.RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return _HeartbeatStorage(
-                url,
+                engine_url,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                skip_table_creation=not create,
             )
+
+    try:
+        if not create:
+            _require_optuna_tables(engine_url, shown)
+            return make()
+        with setup_lock(url):
+            for attempt in range(1, _CREATE_ATTEMPTS + 1):
+                try:
+                    return make()
+                except sqlalchemy.exc.SQLAlchemyError as exc:  # another worker created the tables at the same moment
+                    if attempt == _CREATE_ATTEMPTS or not any(r in str(exc).lower() for r in _CREATION_RACES):
+                        raise
+                    time.sleep(0.1 * attempt)
+            raise AssertionError("unreachable")
     except (ImportError, ValueError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        if isinstance(exc, InvalidInputError):
+            raise
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise InvalidInputError(f"storage: cannot open {url}: {reason}") from None
+        raise InvalidInputError(f"storage: cannot open {shown}: {mask_credentials(reason)}") from None
 
 
 def artifact_dir(name: str, url: str, runs_dir: str | Path = RUNS_DIR) -> Path:
@@ -168,7 +287,9 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
         The numbers of the trials that were failed.
     """
     before = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
     return sorted(before - after)
 
@@ -178,7 +299,7 @@ def list_studies(url: str) -> list[dict[str, object]]:
 
     Each is ``{"name", "n_trials", "n_complete", "directions", "started"}``.
     """
-    rdb = open_storage(url, create=False)
+    rdb = open_storage(url, readonly=True)
     out = []
     for summary in optuna.get_all_study_summaries(rdb, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=rdb)

@@ -37,6 +37,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from generator.errors import InvalidInputError
+from generator.validation import check_device, check_seed
 from generator.physics.cahn_hilliard import CHParameters, SpinodalWarning, simulate, spinodal_chi
 from generator.physics.labels import label_three_phase, label_two_phase
 from inverse import evaluation, storage as storage_mod
@@ -564,11 +565,10 @@ def verify_study(
 
     if int(n_seeds) < 1:
         raise InvalidInputError(f"seeds: must be >= 1, got {n_seeds}")
-    if device is not None and str(device).startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InvalidInputError(f"device: {device!r} is not available on this machine; use cpu")
+    check_seed(seed, "seed")
+    check_seed(seed + int(n_seeds) - 1, "seed")  # the last run's seed too
+    if device is not None:
+        device = check_device(device, "device")
     if "spec" not in study.user_attrs:
         raise InvalidInputError(f"study: {study.study_name!r} has no spec (not made by `microdesign study run`)")
     spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")

@@ -16,16 +16,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MICRODESIGN_SHARED", REPO.parent / "shared"))
-GRASPI_REFERENCE = SHARED / "graspi_reference"
+#: The C++ GraSPI's outputs on reference volumes (a copy of ``../shared/graspi_reference``, shipped with the tests).
+GRASPI_REFERENCE = Path(__file__).resolve().parent / "fixtures" / "graspi_reference"
 MICROGEN3D_SHAPES = SHARED / "microgen3d" / "checkpoint_shapes.json"
 
 
 @pytest.fixture(scope="session")
 def graspi_fixture_paths() -> list[Path]:
-    """Paths of the reference GraSPI volumes (skips when ``../shared`` is absent)."""
+    """Paths of the reference GraSPI volumes in ``tests/fixtures/graspi_reference`` (part of the repository)."""
     paths = sorted(GRASPI_REFERENCE.glob("*.npz"))
-    if not paths:
-        pytest.skip(f"no GraSPI reference fixtures under {GRASPI_REFERENCE}")
+    assert len(paths) == 8, f"expected the 8 GraSPI reference volumes under {GRASPI_REFERENCE}, found {len(paths)}"
     return paths
 
 

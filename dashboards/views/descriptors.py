@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import _data, _plots
+from dashboards._text import md_text
 from generator.errors import MicrodesignError
 
 data, runs_dir = _data.require_study()
@@ -31,12 +32,12 @@ for t in trials:
     try:
         samples[t] = _data.trial_samples(folder, str(ranked.loc[t, "artifact_id"])).descriptors
     except MicrodesignError as exc:
-        st.warning(str(exc))
+        st.warning(md_text(exc))
 try:
     training = _data.study_model(data).descriptor_table
 except MicrodesignError as exc:
     training = None
-    st.caption(f"Training distribution not shown: {exc}")
+    st.caption(f"Training distribution not shown: {md_text(exc)}")
 
 targets = data.targets
 st.caption("Kernel density of each descriptor over the trial's generated volumes (one curve per trial), "

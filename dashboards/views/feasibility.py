@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import _data, _plots
+from dashboards._text import md_text
 from generator.errors import MicrodesignError
 from inverse import feasibility
 
@@ -12,7 +13,7 @@ data, runs_dir = _data.require_study()
 st.header("Feasibility map")
 proposals = _data.proposal_table(data)
 if proposals.empty:
-    st.info(f"Study **{data.name}** has no proposal yet; this page fills in as trials start.")
+    st.info(f"Study **{md_text(data.name)}** has no proposal yet; this page fills in as trials start.")
     st.stop()
 
 n_infeasible = int((~proposals["feasible"]).sum())
@@ -26,7 +27,7 @@ cols[3].metric("Feasible share of the search box", f"{100 * fraction:.0f}%" if f
 try:
     model = _data.study_feasibility(data)
 except MicrodesignError as exc:
-    st.warning(f"The map needs the study's model and its training data: {exc}")
+    st.warning(f"The map needs the study's model and its training data: {md_text(exc)}")
     model = None
 plane = _data.pca_plane(model) if model is not None else None
 if model is not None and plane is None:
@@ -45,7 +46,7 @@ if model is not None and plane is not None:
             if report.feasible:
                 st.success("The target lies inside the training data.")
             else:
-                st.warning(f"The target lies outside the training data: {report.explanation}.")
+                st.warning(f"The target lies outside the training data: {md_text(report.explanation)}.")
                 nearest_xy = plane.project(model, model.vector(report.nearest)[None])[0]
     scores = plane.project(model, proposals[model.columns].to_numpy(dtype=float))
     st.plotly_chart(_plots.feasibility_figure(

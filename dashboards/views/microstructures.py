@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import _data, _plots
+from dashboards._text import md_text
 from generator.errors import MicrodesignError
 
 data, runs_dir = _data.require_study()
@@ -23,7 +24,7 @@ artifact_id = str(ranked.loc[trial, "artifact_id"])
 try:
     samples = _data.trial_samples(folder, artifact_id)
 except MicrodesignError as exc:
-    st.warning(str(exc))
+    st.warning(md_text(exc))
     st.stop()
 
 n = len(samples.labels)

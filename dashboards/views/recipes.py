@@ -6,11 +6,12 @@ import numpy as np
 import streamlit as st
 
 from dashboards import _data, _plots
+from dashboards._text import md_text
 from generator.errors import MicrodesignError
 from inverse._words import words
 
 data, runs_dir = _data.require_study()
-st.header(f"Study {data.name}")
+st.header(f"Study {md_text(data.name)}")
 
 counts = data.status_counts()
 cols = st.columns(5)
@@ -62,7 +63,7 @@ if {"chi_mean", "log_time_mean"} <= set(table.columns):
         training = _data.study_model(data).descriptor_table
     except MicrodesignError as exc:
         training = None
-        st.caption(f"Training data not shown: {exc}")
+        st.caption(f"Training data not shown: {md_text(exc)}")
     if len(shown):
         st.plotly_chart(_plots.recipe_map_figure(shown, training=training))
         st.caption("Flory-Huggins χ against annealing time of the recipes shown above, coloured by mismatch "

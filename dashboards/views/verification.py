@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from dashboards import _data, _plots
+from dashboards._text import md_text
 from generator.errors import MicrodesignError
 
 data, runs_dir = _data.require_study()
@@ -13,7 +14,7 @@ st.header("Verification")
 table = _data.verification_table(data)
 if table.empty:
     st.info(
-        f"No recipe of study **{data.name}** has been verified yet. `microdesign verify {data.name}` simulates the "
+        f"No recipe of study **{md_text(data.name)}** has been verified yet. microdesign verify {md_text(data.name)} simulates the "
         "top recipes with the Cahn-Hilliard engine and stores what it measures in the study; the results show up here."
     )
     st.stop()
@@ -52,7 +53,7 @@ artifact = data.trial(trial).user_attrs.get("artifact_id")
 try:
     generated = _data.trial_samples(folder, str(artifact)).descriptors if artifact else None
 except MicrodesignError as exc:
-    st.caption(str(exc))
+    st.caption(md_text(exc))
 samples = record.get("simulated_samples") or {}
 for name in names:
     curves = {}
@@ -66,7 +67,7 @@ if record.get("artifact_id"):
     try:
         simulated = _data.trial_samples(folder, str(record["artifact_id"])).labels
     except MicrodesignError as exc:
-        st.caption(str(exc))
+        st.caption(md_text(exc))
     else:
         volume = simulated[0]
         st.plotly_chart(_plots.slices_figure(volume, *(n // 2 for n in volume.shape)), key="verify_slices")

@@ -115,11 +115,14 @@ def simulate_dataset(preset: str | os.PathLike[str] | DatasetPreset, out: str | 
     n_phases = preset.n_phases if n_phases is None else n_phases
     if n_phases not in (2, 3):
         raise InvalidInputError(f"n_phases must be 2 or 3, got {n_phases}")
-    if device is not None and str(device).startswith("cuda"):
-        import torch
+    from generator.validation import check_device, check_memory
 
-        if not torch.cuda.is_available():
-            raise InvalidInputError(f"device {device!r} is not available on this machine; use --device cpu")
+    if device is not None:
+        device = check_device(device, "--device")
+    # the solver holds a batch of fields with their spectra and work arrays: about 64 bytes per voxel and series
+    voxels = int(np.prod(preset.ch.shape))
+    check_memory(64 * voxels * min(preset.batch_size, preset.total_series),
+                 f"grid {'x'.join(map(str, preset.ch.shape))} (batch of {min(preset.batch_size, preset.total_series)} series)")
     out = Path(out)
     _prepare_output(out)
     have_file = out.exists() and not overwrite

@@ -148,6 +148,8 @@ class MicrostructureDataset(Dataset):
             raise InvalidInputError(f"in_memory must be True, False or 'auto', got {in_memory!r}")
         self.in_memory = nbytes <= AUTO_IN_MEMORY_BYTES if in_memory == "auto" else bool(in_memory)
         self._volumes: np.ndarray | None = self._load_all() if self.in_memory else None
+        if not self.in_memory:
+            self._check_all_finite()  # a NaN volume would turn every weight NaN, and training would still "succeed"
         self._handles: dict[Path, h5py.File] = {}
         self._pid = os.getpid()
 
@@ -160,7 +162,16 @@ class MicrostructureDataset(Dataset):
             with open_h5(file) as h5:
                 for index in indices:
                     volumes[index] = np.asarray(h5[self.names[index][1]], dtype=np.float32).reshape((1,) + self.volume_shape)
+                    _check_finite(volumes[index], file, self.names[index][1])
         return volumes
+
+    def _check_all_finite(self) -> None:
+        """Read every volume once (lazy mode) and raise on the first that holds NaN or infinity."""
+        for file in dict.fromkeys(f for f, _ in self.names):
+            with open_h5(file) as h5:
+                for f, name in self.names:
+                    if f == file:
+                        _check_finite(np.asarray(h5[name], dtype=np.float32), file, name)
 
     def _read(self, index: int) -> np.ndarray:
         if self._pid != os.getpid():  # a DataLoader worker: h5py handles are not fork-safe
@@ -193,6 +204,12 @@ class MicrostructureDataset(Dataset):
         for handle in self._handles.values():
             handle.close()
         self._handles = {}
+
+
+def _check_finite(volume: np.ndarray, file: Path, name: str) -> None:
+    """Raise :class:`FileFormatError` when a training volume holds NaN or infinite grey levels."""
+    if not np.all(np.isfinite(volume)):
+        raise FileFormatError(f"{file}:{name} holds NaN or infinite values; remove the sample or simulate it again")
 
 
 def _infer_shape(dset: h5py.Dataset, file: Path, name: str) -> tuple[int, int, int]:

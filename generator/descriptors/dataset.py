@@ -5,13 +5,17 @@ of shape ``(1, X, Y, Z)`` holding grey levels (donor 0.0, mixed 0.5, acceptor
 1.0); the root attribute ``n_phases`` says 2 or 3. The descriptors are written
 as attributes of each sample dataset.
 
-Crash safety: the volumes of a batch are read with the file open read-only,
-the descriptors are computed on threads with the file *closed*, and the
-parent process then opens it, writes the batch's attributes and closes it
-again (SIGINT / SIGTERM are held back during that short window). A kill
-therefore loses at most the batch being computed, and the file is only ever
-open for writing during a few milliseconds per batch; a SIGKILL landing
-exactly inside that window is the one case HDF5 cannot protect against.
+Crash and full-disk safety: the file itself is never written in place. The
+labels go into a working copy beside it (``.NAME.describing``, made once,
+atomically), which replaces the file atomically when every sample is
+labelled; a full disk or a kill at any moment leaves the simulation data
+untouched. Within the copy, the volumes of a batch are read with it open
+read-only, the descriptors are computed on threads with it *closed*, and the
+batch's attributes are then written (SIGINT / SIGTERM held back during that
+short window), so a kill loses at most one batch: the next run resumes from
+the copy (:func:`working_copy_path`), or starts a new copy from the file when
+the old one cannot be read or was made from another version of the file.
+Labelling therefore needs free space for one more copy of the file.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from generator.errors import FileFormatError, InvalidInputError
 PIXEL_SIZE_ATTR = "descriptors_pixel_size"
 PERIODIC_ATTR = "descriptors_periodic"
 LEVELS_ATTR = "descriptors_phase_levels"
+#: Root attribute of a working copy: the size and modification time of the file it was copied from.
+SOURCE_ATTR = "descriptors_source"
 
 
 @contextlib.contextmanager
@@ -168,21 +174,79 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
         labels = grey_to_labels(grey, n_phases) if phase_levels is None else labels_from_grey(grey, n_phases, levels=phase_levels)
         return compute(labels, pixel_size=pixel_size, periodic=periodic, n_phases=n_phases)
 
-    bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=f"describe {path.name}", unit="sample", disable=not progress)
-    with ThreadPoolExecutor(max_workers=workers) as pool, bar:
-        for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            with h5py.File(path, "r") as f:
-                volumes = [_sample_volume(f, name, path) for name in chunk]
-            results = list(pool.map(run, volumes))
-            with _signals_held(), h5py.File(path, "r+") as f:
-                f.attrs[PIXEL_SIZE_ATTR] = float(pixel_size)
-                f.attrs[PERIODIC_ATTR] = bool(periodic)
-                if n_phases == 3:
-                    f.attrs[LEVELS_ATTR] = np.asarray(levels_used, dtype=np.float64)
-                for name, values in zip(chunk, results):
-                    attrs = f[name].attrs
-                    for key in keys:
-                        attrs[key] = values[key]
-            bar.update(len(chunk))
+    work = _working_copy(path, names)
+    try:
+        with h5py.File(work, "r") as f:
+            todo = [k for k in names if not all(key in f[k].attrs for key in keys)]
+        bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=f"describe {path.name}", unit="sample", disable=not progress)
+        with ThreadPoolExecutor(max_workers=workers) as pool, bar:
+            for start in range(0, len(todo), batch):
+                chunk = todo[start:start + batch]
+                with h5py.File(work, "r") as f:
+                    volumes = [_sample_volume(f, name, path) for name in chunk]
+                results = list(pool.map(run, volumes))
+                with _signals_held(), h5py.File(work, "r+") as f:
+                    f.attrs[PIXEL_SIZE_ATTR] = float(pixel_size)
+                    f.attrs[PERIODIC_ATTR] = bool(periodic)
+                    if n_phases == 3:
+                        f.attrs[LEVELS_ATTR] = np.asarray(levels_used, dtype=np.float64)
+                    for name, values in zip(chunk, results):
+                        attrs = f[name].attrs
+                        for key in keys:
+                            attrs[key] = values[key]
+                bar.update(len(chunk))
+        with h5py.File(work, "r+") as f:
+            del f.attrs[SOURCE_ATTR]
+        with open(work, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(work, path)
+    except OSError as exc:  # a full disk while writing the copy: the file is untouched; the message names it
+        work.unlink(missing_ok=True)
+        raise OSError(exc.errno, (exc.strerror or str(exc)).replace(str(work), str(path)), str(path)) from None
     return len(todo)
+
+
+def working_copy_path(path: str | os.PathLike[str]) -> Path:
+    """Where :func:`describe_dataset` keeps its working copy of ``path`` until every sample is labelled."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.describing")
+
+
+def _source_stamp(path: Path) -> str:
+    """Size and modification time of ``path``: a working copy of another version of the file is not resumed."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _working_copy(path: Path, names: list[str]) -> Path:
+    """The copy of ``path`` that :func:`describe_dataset` labels: a sound one left by an interrupted run, or a new one.
+
+    A copy is resumed only when it was made from this very version of the file
+    (size and modification time) and every sample's attributes can be read;
+    otherwise it is made again, atomically (:func:`generator.io.atomic_path`),
+    so that a full disk leaves no partial copy behind.
+    """
+    import shutil
+
+    import h5py
+
+    from generator.io import atomic_path
+
+    work = working_copy_path(path)
+    stamp = _source_stamp(path)
+    if work.is_file():
+        try:
+            with h5py.File(work, "r") as f:
+                if (str(f.attrs.get(SOURCE_ATTR, "")) == stamp
+                        and sorted(k for k in f.keys() if isinstance(f[k], h5py.Dataset)) == sorted(names)):
+                    for name in names:  # every sample's attributes must be readable
+                        dict(f[name].attrs)
+                    return work
+        except (OSError, KeyError, RuntimeError):
+            pass
+        work.unlink()
+    with atomic_path(work) as tmp:
+        shutil.copyfile(path, tmp)
+        with h5py.File(tmp, "r+") as f:
+            f.attrs[SOURCE_ATTR] = stamp
+    return work

@@ -59,6 +59,22 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _naming(exc, tmp, dest) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _naming(exc: OSError, tmp: Path, dest: Path) -> OSError:
+    """``exc`` as it would read had it been raised while writing ``dest``: temporary names are not for users.
+
+    Writers (numpy, h5py, pandas) name the file they were given, the
+    temporary one, in their messages; the error names the destination instead.
+    """
+    text = str(tmp)
+    if text not in str(exc) and text != exc.filename:
+        return exc
+    strerror = (exc.strerror or str(exc)).replace(text, str(dest))
+    return type(exc)(exc.errno, strerror, str(dest)) if exc.errno is not None else type(exc)(strerror.replace(text, str(dest)))

@@ -198,6 +198,11 @@ def _read_tif(path: Path) -> np.ndarray:
             ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts)]
             if ends and max(ends) > size:
                 raise FileFormatError(f"{path}: image data ends past the end of the file (truncated file?)")
+        shapes = [tuple(page.shape) for page in tif.pages]
+        if len(set(shapes)) > 1:  # tifffile would return the first run of equal pages only, as if it were the stack
+            odd = next(i for i, shape in enumerate(shapes) if shape != shapes[0])
+            raise FileFormatError(f"{path}: the stack's pages differ in size (page 0 is {shapes[0]}, page {odd} is {shapes[odd]}); "
+                                  "every z layer must have the same size")
         array = tif.asarray()
         meta = tif.shaped_metadata
     if meta and "shape" in meta[0] and tuple(meta[0]["shape"]) != array.shape:

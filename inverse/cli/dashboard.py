@@ -56,8 +56,9 @@ def dashboard(
             raise InvalidInputError(f"storage: {storage!r} is not an SQLAlchemy URL (for example sqlite:///runs/opv.db)")
         if not storage_exists(storage):
             raise InvalidInputError(f"storage: {sqlite_path(storage)} does not exist (run a study first: microdesign study run SPEC)")
-    elif not runs_dir.is_dir():
-        raise InvalidInputError(f"--runs-dir: {runs_dir} does not exist (run a study first, or pass --storage URL)")
+    elif runs_dir.exists() and not runs_dir.is_dir():
+        raise InvalidInputError(f"--runs-dir: {runs_dir} is not a folder")
+    # no study yet (no runs dir): the dashboard starts anyway, on a page that says how to run one
     command = streamlit_command(storage=storage, port=port, address=address, runs_dir=runs_dir, headless=not browser)
     sys.stdout.flush()
     sys.stderr.flush()

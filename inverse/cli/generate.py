@@ -115,20 +115,15 @@ def generate(
 
     from generator.conditions import parse_range
     from generator.descriptors import compute_batch
-    from generator.diffusion import make_scheduler
     from generator.io import atomic_path
     from generator.io.volumes import write_volume
     from generator.levels import PhaseLevels, labels_from_grey
     from generator.pipeline import load_generator
+    from generator.validation import check_output_folder
 
-    if n is not None and n < 1:
-        raise InvalidInputError(f"-n: must be at least 1, got {n}")
-    if batch_size < 1:
-        raise InvalidInputError(f"--batch-size: must be at least 1, got {batch_size}")
     if jobs is not None and jobs < 1:
         raise InvalidInputError(f"--jobs: must be at least 1, got {jobs}")
-    if out.exists() and not out.is_dir():
-        raise InvalidInputError(f"--out: {out} exists and is not a folder")
+    check_output_folder(out, "--out")
     if from_dataset is not None and (condition or condition_range):
         raise InvalidInputError("--from-dataset: takes its conditions from the dataset; leave out --condition and --condition-range")
     if from_dataset is not None and not any(ch in str(from_dataset) for ch in "*?[") and not from_dataset.exists():
@@ -138,7 +133,9 @@ def generate(
     levels = PhaseLevels.parse(phase_levels) if phase_levels is not None else None
     generator = load_generator(model, kind=kind, device=device)
     film_size = _parse_size(size) if size is not None else None
-    generator.latent_shape_for(film_size)  # an impossible size fails here, before any work
+    # sampler, steps, guidance, seed, counts, film size and memory, all before the output folder is made
+    generator.check_sampling(n=16 if n is None else n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                             batch_size=batch_size, size=film_size)
     generator.check_decoding(threshold, levels)
     if raw and generator.grey_decoder is None:
         raise InvalidInputError("--raw: this model has no grey-field decoder")
@@ -167,9 +164,6 @@ def generate(
             matrix, completed = draw.matrix, draw.completed
     if not allow_extrapolation:
         generator.check_ranges(matrix)
-    make_scheduler(sampler, generator.schedule)  # an unknown sampler fails here too
-    if not 1 <= steps <= generator.schedule.num_train_timesteps:
-        raise InvalidInputError(f"--steps: must lie in [1, {generator.schedule.num_train_timesteps}] for this model, got {steps}")
     result = generator.generate(
         matrix, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size,
         progress=True, allow_extrapolation=True, threshold=threshold, phase_levels=levels, raw=raw, size=film_size,

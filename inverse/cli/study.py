@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from inverse.cli._app import app
+from inverse.cli._app import TYPER_SETTINGS, app
 
-study_app = typer.Typer(help="Run, report and list inverse-design studies.", no_args_is_help=True)
+study_app = typer.Typer(help="Run, report and list inverse-design studies.", **TYPER_SETTINGS)
 app.add_typer(study_app, name="study")
 
 StorageOption = Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL (default: sqlite:///runs/NAME.db).")]
@@ -22,16 +22,16 @@ def _print_recipes(table, *, title: str, top: int) -> None:  # noqa: ANN001
 
     out = Table(title=title)
     for column in ("rank", "trial", "meets", "mismatch", "uncert."):
-        out.add_column(column, justify="right")
+        out.add_column(column, justify="right", overflow="fold")
     recipes = [n for n in ("phi", "chi", "log_time") if f"{n}_mean" in table.columns]
     measured = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean") and c.removesuffix("_mean") not in recipes]
     for name in recipes + measured:
-        out.add_column(name, justify="right")
+        out.add_column(name, justify="right", overflow="fold")  # narrow terminals: names wrap, never cut
     for _, row in table.head(top).iterrows():
         cells = [str(row["rank"]), str(row["trial"]), "yes" if row["meets_targets"] else "no", f"{row['mismatch']:.3g}", f"{row['uncertainty']:.3g}"]
         cells += [f"{row[f'{n}_mean']:.3g} ± {row[f'{n}_std']:.2g}" for n in recipes + measured]
         out.add_row(*cells)
-    Console(width=160).print(out)
+    Console().print(out)  # the terminal's width (80 columns when it is unknown): cells wrap, never the table
 
 
 def _write_csv(table, path: Path) -> None:  # noqa: ANN001
@@ -51,7 +51,7 @@ def run(
     sampler: Annotated[str | None, typer.Option(help="Override the spec's sampler: random, tpe, gp, botorch.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the spec's seed.")] = None,
     samples: Annotated[int | None, typer.Option("--samples", min=1, help="Override samples per trial.")] = None,
-    top: Annotated[int, typer.Option(help="Rows of the recipe table to print.")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="Rows of the recipe table to print.")] = 10,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     verify: Annotated[int, typer.Option("--verify", metavar="K", help="Then simulate the top K recipes (microdesign verify); 0: off.")] = 0,
     verify_seeds: Annotated[int, typer.Option("--verify-seeds", help="Simulations per verified recipe.")] = 4,
@@ -59,9 +59,11 @@ def run(
 ) -> None:
     """Run or resume a study, then print its ranked recipes (and verify the top ones by simulation with --verify)."""
     from generator.errors import InvalidInputError
+    from inverse.masking import mask_credentials
     from inverse.recipes import study_recipes
     from inverse.search import run_study
     from inverse.spec import load_spec
+    from inverse.storage import default_storage_url, stored_at
 
     if verify < 0 or verify_seeds < 1:
         raise InvalidInputError(f"verify: need K >= 0 and --verify-seeds >= 1, got {verify} and {verify_seeds}")
@@ -70,11 +72,14 @@ def run(
     table = study_recipes(study)
     n_done = sum(1 for t in study.trials if t.state.name == "COMPLETE")
     print(f"study {study.study_name}: {n_done} complete trials, {len(table)} measured")
+    url = stored_at(study_spec.storage or default_storage_url(study_spec.name))
+    print(f"stored in {mask_credentials(url)}")
+    if study_spec.storage is None:  # the default is relative to this folder: say how to reach it from anywhere
+        print(f"  from another folder: microdesign study report {study.study_name} --storage {url}")
     if len(table):
         _print_recipes(table, title=f"ranked recipes of {study.study_name}", top=top)
     if verify and len(table):
         from inverse.cli.verify import run_verification
-        from inverse.storage import default_storage_url
 
         run_verification(study, storage_url=study_spec.storage or default_storage_url(study_spec.name), top_k=verify,
                          seeds=verify_seeds, seed=None, model=model, kind=None, preset=verify_preset, max_steps=None,
@@ -86,7 +91,7 @@ def report(
     name: Annotated[str, typer.Argument(help="Study name.")],
     storage: StorageOption = None,
     csv: Annotated[Path | None, typer.Option(help="CSV to write (default: runs/NAME_recipes.csv).")] = None,
-    top: Annotated[int, typer.Option(help="Rows to print.")] = 20,
+    top: Annotated[int, typer.Option(min=0, help="Rows to print.")] = 20,
 ) -> None:
     """Print the ranked recipe table of a study and write it as CSV."""
     import optuna
@@ -96,7 +101,7 @@ def report(
     from inverse.storage import RUNS_DIR, default_storage_url, open_storage
 
     url = storage or default_storage_url(name)
-    rdb = open_storage(url, create=False)
+    rdb = open_storage(url, readonly=True)
     try:
         study = optuna.load_study(study_name=name, storage=rdb)
     except KeyError:
@@ -118,17 +123,18 @@ def list_(storage: StorageOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from inverse.masking import mask_credentials
     from inverse.storage import RUNS_DIR, list_studies
 
     urls = [storage] if storage else [f"sqlite:///{p}" for p in sorted(RUNS_DIR.glob("*.db"))]
     out = Table(title="studies")
     for column in ("study", "storage", "trials", "complete", "directions", "started"):
-        out.add_column(column)
+        out.add_column(column, overflow="fold")
     for url in urls:
         for s in list_studies(url):
             started = str(s["started"])[:19] if s["started"] else "-"
-            out.add_row(str(s["name"]), url, str(s["n_trials"]), str(s["n_complete"]), ",".join(s["directions"]), started)  # type: ignore[arg-type]
+            out.add_row(str(s["name"]), mask_credentials(url), str(s["n_trials"]), str(s["n_complete"]), ",".join(s["directions"]), started)  # type: ignore[arg-type]
     if out.row_count == 0:
         print("no studies" + (f" in {storage}" if storage else f" under {RUNS_DIR}/"))
         return
-    Console(width=140).print(out)
+    Console().print(out)

@@ -57,10 +57,12 @@ def train(
     from generator.errors import FileFormatError, InvalidInputError
     from generator.training import train_pipeline
     from generator.training.config import load_config
+    from generator.validation import check_accelerator
 
     if data is not None and not any(ch in str(data) for ch in "*?[") and not data.exists():
         raise FileFormatError(f"--data: {data} does not exist")
     config = load_config(preset, parse_overrides(overrides or []))
+    check_accelerator(config.trainer.accelerator, config.trainer.devices)  # before data or an output folder is made
     if out is None:
         out = Path("runs") / f"train-{Path(preset).stem}"
     if data is None:

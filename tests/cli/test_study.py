@@ -64,3 +64,77 @@ def test_run_report_list(tiny_bundle, tmp_path, monkeypatch, capsys):
 
     code, _, err = run_main(["study", "report", "nope"], monkeypatch, capsys)
     assert code == 2 and "storage:" in err and "does not exist" in err
+
+
+QUICK = """
+sampler = "random"
+n_trials = 2
+samples_per_trial = 1
+feasibility = "constraint"
+[targets]
+ABS_f_D = { at_least = 0.4, at_most = 0.6 }
+[generation]
+steps = 2
+"""
+
+
+def _table_width(out: str) -> int:
+    """Widest line of the rich tables in ``out`` (the lines drawn with box characters)."""
+    return max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└")
+
+
+def test_run_says_where_the_study_is_stored_and_its_tables_fit_80_columns(tmp_path, monkeypatch, capsys):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("COLUMNS", "80")
+    (work / "quick.toml").write_text(QUICK)
+    code, out, err = run_main(["study", "run", "quick.toml", "--no-progress"], monkeypatch, capsys)
+    assert code == 0, err
+    url = f"sqlite:///{work / 'runs' / 'quick.db'}"
+    assert f"stored in {url}\n" in out
+    assert f"microdesign study report quick --storage {url}" in out
+    assert _table_width(out) <= 80 and "…" not in out, out
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run_main(["study", "list", "--storage", url], monkeypatch, capsys)
+    assert code == 0 and "quick" in out and _table_width(out) <= 80, out + err
+    code, out, err = run_main(["study", "report", "quick", "--storage", url, "--csv", "r.csv"], monkeypatch, capsys)
+    assert code == 0, err
+    assert _table_width(out) <= 80 and "…" not in out, out
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["r.csv"]
+
+
+def test_storage_passwords_never_appear_and_nothing_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quick.toml").write_text(QUICK)
+    code, out, err = run_main(["study", "run", "quick.toml", "--no-progress", "--storage", "postgresql://alice:S3CRET@127.0.0.1:1/studies"],
+                              monkeypatch, capsys)
+    assert code == 2 and "S3CRET" not in out + err and "alice:***@127.0.0.1:1" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["quick.toml"]
+
+
+def test_a_study_whose_disk_fills_stops_between_trials_with_one_line(tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quick.toml").write_text(QUICK.replace("n_trials = 2", "n_trials = 5"))
+    real = shutil.disk_usage
+    calls = []
+
+    def filling_disk(path):  # noqa: ANN001, ANN202 - plenty of room for two trials, then 1 MiB
+        calls.append(path)
+        usage = real(path)
+        free = usage.free if len(calls) <= 2 * 2 + 2 else 2**20
+        return namedtuple("usage", "total used free")(usage.total, usage.used, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", filling_disk)
+    code, out, err = run_main(["study", "run", "quick.toml", "--no-progress"], monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: no space left on device while writing "), err
+    rdb = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'runs' / 'quick.db'}")
+    states = [t.state for t in optuna.load_study(study_name="quick", storage=rdb).trials]
+    assert states and optuna.trial.TrialState.RUNNING not in states
+    assert 1 <= states.count(optuna.trial.TrialState.COMPLETE) < 5

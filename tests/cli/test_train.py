@@ -57,3 +57,31 @@ def test_train_writes_a_loadable_bundle(tiny_dataset, tmp_path, monkeypatch, cap
     assert f"wrote {bundle}" in out
     assert load_generator(bundle).volume_shape == (32, 32, 16)
 
+
+
+def test_every_preset_without_data_names_a_dataset_to_simulate():
+    from generator.training.config import load_config
+
+    for preset in ("tiny", "small", "paper-ch2", "paper-ch3"):  # what --help, the README and docs promise
+        assert load_config(preset).data.dataset is not None, preset
+
+
+def test_tiny_preset_without_data_simulates_and_labels_its_dataset(tmp_path, monkeypatch, capsys):
+    import h5py
+
+    from generator.descriptors import descriptor_names
+
+    trained = []
+
+    def fake_train_pipeline(config, *, data, out_dir, progress):  # noqa: ANN001, ANN202 - training is tested above
+        trained.append((config.name, data))
+        return out_dir / "generator.pt"
+
+    monkeypatch.setattr("generator.training.train_pipeline", fake_train_pipeline)
+    code, out, err = _run(monkeypatch, capsys, "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress")
+    assert code == 0, err
+    data = tmp_path / "m" / "data.h5"
+    assert trained == [("tiny", data)]
+    with h5py.File(data, "r") as f:
+        names = [k for k in f if isinstance(f[k], h5py.Dataset)]
+        assert names and all(set(descriptor_names(2)) <= set(f[k].attrs) for k in names)

@@ -25,11 +25,24 @@ def test_missing_sqlite_storage_is_a_user_error(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "nope.db").exists()
 
 
-def test_malformed_storage_and_missing_runs_dir(monkeypatch, capsys, tmp_path):
+def test_malformed_storage_and_a_runs_dir_that_is_a_file(monkeypatch, capsys, tmp_path):
     code, err = _run(monkeypatch, capsys, "--storage", "runs/opv.db")
     assert code == 2 and "is not an SQLAlchemy URL" in err
-    code, err = _run(monkeypatch, capsys, "--runs-dir", str(tmp_path / "absent"))
-    assert code == 2 and err.startswith("error: --runs-dir:")
+    (tmp_path / "file").write_text("")
+    code, err = _run(monkeypatch, capsys, "--runs-dir", str(tmp_path / "file"))
+    assert code == 2 and err.startswith("error: --runs-dir:") and "is not a folder" in err
+
+
+def test_the_dashboard_starts_before_any_study_exists(monkeypatch, capsys, tmp_path):
+    import os
+
+    started = []
+    monkeypatch.setattr(os, "execv", lambda path, argv: started.append(argv))
+    monkeypatch.chdir(tmp_path)
+    code, err = _run(monkeypatch, capsys, "--port", "8765")
+    assert code == 0 and err == ""
+    assert started and started[0][-2:] == ["--runs-dir", str(tmp_path / "runs")]
+    assert list(tmp_path.iterdir()) == []  # nothing created: the page explains how to run a study
 
 
 def test_streamlit_command_runs_the_packaged_app(tmp_path):

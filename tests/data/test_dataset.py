@@ -85,3 +85,26 @@ def test_flat_samples_need_a_shape_and_errors_are_clear(tmp_path):
         MicrostructureDataset(pattern, ["vol_frac_D", "ABS_f_D"], volume_shape=(8, 8, 4))
     with pytest.raises(FileFormatError, match="no HDF5 files match"):
         MicrostructureDataset(str(tmp_path / "nothing_*.h5"))
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_volume_holding_nan_is_refused_before_training(tmp_path, in_memory):
+    path = tmp_path / "nan.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(3):
+            d = f.create_dataset(f"s{i}", data=np.full((1, 4, 4, 2), 0.0 if i != 1 else np.nan, np.float32))
+            d.attrs["ABS_f_D"] = 0.5
+    with pytest.raises(FileFormatError, match=r"nan.h5:s1 holds NaN or infinite values"):
+        MicrostructureDataset(path, ["ABS_f_D"], in_memory=in_memory)
+
+
+def test_a_bundle_with_nan_weights_is_not_written(tmp_path):
+    from generator.checkpoint import save_bundle
+    from generator.errors import CheckpointError
+
+    bundle = {"state_dicts": {"vae": {"w": torch.tensor([1.0, float("nan")]), "steps": torch.tensor([3])}}}
+    with pytest.raises(CheckpointError, match=r"trained vae holds NaN or infinite weights \(w\)"):
+        save_bundle(bundle, tmp_path / "generator.pt")
+    assert list(tmp_path.iterdir()) == []
+    bundle["state_dicts"]["vae"]["w"] = torch.tensor([1.0, 2.0])
+    assert save_bundle(bundle, tmp_path / "generator.pt").is_file()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from generator.descriptors import compute, describe_dataset, descriptor_names
+from generator.descriptors.dataset import working_copy_path
 from generator.errors import FileFormatError, InvalidInputError
 from generator.physics.labels import labels_to_grey
 
@@ -85,8 +86,14 @@ def test_bad_files(tmp_path):
         f["sample_001"][0, 0, 0, 0] = 5.0
     with pytest.raises(FileFormatError, match=r"sample_001.*\[0, 5\]"):
         describe_dataset(out_of_range, progress=False, batch_size=1)
-    with h5py.File(out_of_range, "r") as f:  # the valid sample before it is labelled, the bad one is not
+    with h5py.File(out_of_range, "r") as f:  # the file is untouched until every sample is labelled
+        assert "ABS_f_D" not in f["sample_000"].attrs and "ABS_f_D" not in f["sample_001"].attrs
+    with h5py.File(working_copy_path(out_of_range), "r") as f:  # the valid sample's labels are kept for a rerun
         assert "ABS_f_D" in f["sample_000"].attrs and "ABS_f_D" not in f["sample_001"].attrs
+    with h5py.File(out_of_range, "r+") as f:  # the user repairs the file: the old copy is not resumed
+        f["sample_001"][0, 0, 0, 0] = 1.0
+    assert describe_dataset(out_of_range, progress=False, batch_size=1) == 2
+    assert not working_copy_path(out_of_range).exists()
 
 
 @pytest.mark.slow
@@ -99,19 +106,28 @@ def test_terminated_run_leaves_a_readable_file_and_resumes(tmp_path):
 
     path = tmp_path / "data.h5"
     volumes = _write(path, 2, n=12, shape=(32, 32, 24))
-    written = os.stat(path).st_mtime_ns
+    original = path.read_bytes()
+    work = working_copy_path(path)
     child = subprocess.Popen([sys.executable, "-c", (
         "from generator.descriptors import describe_dataset; "
         f"describe_dataset({str(path)!r}, n_jobs=1, progress=False, batch_size=2)")])
     deadline = time.monotonic() + 120
-    while os.stat(path).st_mtime_ns == written and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)  # until the first batch is being written
+
+    seen: list[int] = []  # the copy's mtimes (opening it would take HDF5's file lock away from the writer)
+    while child.poll() is None and time.monotonic() < deadline:
+        if work.is_file():
+            seen.append(work.stat().st_mtime_ns)
+            if seen[-1] != seen[0]:
+                break  # the first batch is being written
+        time.sleep(0.005)
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=60) == -signal.SIGTERM
-    with h5py.File(path, "r") as f:  # never corrupted: SIGTERM is held back while attributes are written
+    assert path.read_bytes() == original  # the simulation data is never written in place
+    with h5py.File(work, "r") as f:  # never corrupted: SIGTERM is held back while attributes are written
         done = sum(all(k in f[name].attrs for k in descriptor_names(2)) for name in f)
     assert 0 < done < len(volumes)
     assert describe_dataset(path, n_jobs=2, progress=False) == len(volumes) - done
+    assert not work.exists()
     with h5py.File(path, "r") as f:
         for i, lab in enumerate(volumes):
             assert f[f"sample_{i:03d}"].attrs["CT_f_D_tort1"] == compute(lab)["CT_f_D_tort1"]

@@ -101,3 +101,32 @@ def test_shipped_studies_resolve_against_a_two_phase_model(path):
     )
     assert spec.generator == "default" and spec.name == path.stem
     assert set(resolved.bounds) | set(resolved.fixed) == set(CONDITIONS)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("[targets]\nSTAT_e = { at_least = nan }", "targets.STAT_e.at_least"),  # counts skip the [0, 1] check
+        ("[targets]\nSTAT_e = { at_most = inf }", "targets.STAT_e.at_most"),
+        ("[targets]\nABS_f_D = { at_least = 0.4 }\n[recipe]\nlog_time = { at_most = nan }", "recipe.log_time.at_most"),
+        ("[targets]\nABS_f_D = { at_least = 0.4 }\n[generation]\nguidance = inf", "generation.guidance"),
+        ("[targets]\nABS_f_D = { at_least = 0.4 }\n[generation]\nguidance = nan", "generation.guidance"),
+        ("[targets]\nABS_f_D = { at_least = 0.4 }\n[search]\nSTAT_e = [0.0, inf]", "search.STAT_e"),
+        ("seed = -1\n[targets]\nABS_f_D = { at_least = 0.4 }", "seed"),
+        ("seed = 99999999999999\n[targets]\nABS_f_D = { at_least = 0.4 }", "seed"),
+        ('name = "opv\\n"\n[targets]\nABS_f_D = { at_least = 0.4 }', "name"),
+    ],
+)
+def test_non_finite_numbers_bad_seeds_and_names_are_rejected(tmp_path, text, field):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(InvalidInputError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert f": {field}" in message and "\n" not in message
+
+
+def test_the_largest_seed_is_accepted():
+    from generator.validation import MAX_SEED
+
+    assert parse_spec({"name": "x", "seed": MAX_SEED, "targets": {"ABS_f_D": {"at_least": 0.4}}}).seed == MAX_SEED

@@ -180,3 +180,15 @@ def test_vti_interoperates_with_vtk_when_installed(tmp_path):
     writer.SetInputData(image)
     writer.Write()
     np.testing.assert_array_equal(read_volume(tmp_path / "vtk.vti"), volume)
+
+
+def test_tif_pages_of_different_sizes_are_refused_not_read_as_their_first_page(tmp_path):
+    import tifffile
+
+    path = tmp_path / "mixed.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.zeros((4, 5), np.uint8))
+        tif.write(np.ones((4, 5), np.uint8))
+        tif.write(np.ones((6, 5), np.uint8))
+    with pytest.raises(FileFormatError, match=r"pages differ in size \(page 0 is \(4, 5\), page 2 is \(6, 5\)\)"):
+        read_volume(path)

@@ -76,6 +76,13 @@ def main() -> None:
             "weights": str(weights),
         }
         (args.out / "run.json").write_text(json.dumps(record))
+    if dist.is_initialized():
+        # Every rank waits for the others, then tears the process group down before the interpreter exits.
+        # Left to static destruction, gloo's threads of a rank that exits first are destroyed while still
+        # joinable or while the other rank still talks to the store: "terminate called without an active
+        # exception" (SIGABRT), now and then.
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch
 from generator.checkpoint import zip_problem
 from generator.data.hdf5 import finished_series
 from generator.descriptors import compute, descriptor_names
+from generator.descriptors.dataset import working_copy_path
 from generator.physics.labels import grey_to_labels
 from tests.scaleout.conftest import kill_all, run_cli, sigkill, start_cli, wait_until
 
@@ -111,6 +112,16 @@ def test_train_killed_then_resumed(tiny_dataset, tmp_path):
     assert result.labels.shape == (1, *generator.volume_shape)
 
 
+def _copy_written(work: Path, seen: list[int]) -> bool:
+    """Whether describe's working copy was written since it was first seen (by its mtime: opening it would
+    take HDF5's file lock away from the writer)."""
+    if not work.is_file():
+        return False
+    stamp = work.stat().st_mtime_ns
+    seen.append(stamp)
+    return stamp != seen[0]
+
+
 def test_describe_killed_then_resumed(tiny_dataset, tmp_path):
     # The tiny dataset's 16 samples, each 16 times under a new name (256 samples, 32 batches of 8): a
     # fast machine labels 16 samples in well under the 0.1 s between the first write and the kill.
@@ -127,16 +138,19 @@ def test_describe_killed_then_resumed(tiny_dataset, tmp_path):
             for name in originals:
                 f.copy(f[name], f"{name}_copy{copy:02d}")
         n = len(f)
-    written = path.stat().st_mtime_ns
+    original = path.read_bytes()
+    work = working_copy_path(path)  # describe labels a copy, which replaces the file when every sample is done
+    seen: list[int] = []
     proc = start_cli("describe", path, "--jobs", "1", cwd=tmp_path, log=tmp_path / "describe.log")
     try:  # 8 samples per batch with one thread: kill right after the first batch was written
-        wait_until(lambda: path.stat().st_mtime_ns != written or proc.poll() is not None, timeout=240, interval=0.005,
+        wait_until(lambda: _copy_written(work, seen) or proc.poll() is not None, timeout=240, interval=0.005,
                    what="the first batch of descriptors")
         time.sleep(0.1)  # past the few milliseconds of the write, into the next batch's computation
         sigkill(proc)
     finally:
         kill_all([proc])
-    with h5py.File(path, "r") as f:  # readable; each sample labelled wholly or not at all
+    assert path.read_bytes() == original  # the simulation data is never written in place
+    with h5py.File(work, "r") as f:  # readable; each sample labelled wholly or not at all
         labelled = [all(k in f[s].attrs for k in names) for s in f]
         assert all(any(k in f[s].attrs for k in names) == done for s, done in zip(f, labelled))
         first = {s: {k: float(f[s].attrs[k]) for k in names} for s, done in zip(f, labelled) if done}

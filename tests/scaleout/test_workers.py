@@ -6,6 +6,8 @@ Every worker is the command a user runs on each machine:
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import optuna
 import pytest
 
 from inverse.storage import artifact_dir, with_installed_driver
-from tests.scaleout.conftest import HEARTBEAT_ENV, kill_all, run_cli, sigkill, start_cli, wait_until
+from tests.scaleout.conftest import HEARTBEAT_ENV, cli_env, kill_all, run_cli, sigkill, start_cli, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -35,6 +37,7 @@ steps = 3
 """
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+PAUSED_WORKER = Path(__file__).with_name("paused_worker.py")
 
 
 def trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -54,29 +57,25 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(postgres_url, t
     command = ("study", "run", spec, "--storage", postgres_url, "--no-progress")
     procs = []
     try:
-        # 1. One worker, SIGKILLed in the middle of a trial once it has completed one. A trial can end
-        #    between the check and the kill (an infeasible proposal takes milliseconds): then the kill
-        #    landed between two trials, and a new first worker tries again.
-        for attempt in range(5):
-            first = start_cli(*command, cwd=tmp_path, log=tmp_path / f"worker0-{attempt}.log")
-            procs.append(first)
+        # 1. One worker, SIGKILLed in the middle of its second measured trial. It pauses there by itself
+        #    (paused_worker.py) and says so with a file, so the kill lands mid-trial by construction: no race
+        #    with a worker that finishes its trials before the test catches it.
+        paused = tmp_path / "paused"
+        with open(tmp_path / "worker0.log", "wb") as log:
+            first = subprocess.Popen([sys.executable, str(PAUSED_WORKER), *map(str, command)], cwd=tmp_path,
+                                     env=cli_env(MICRODESIGN_TEST_PAUSED=str(paused)), stdout=log, stderr=subprocess.STDOUT)
+        procs.append(first)
 
-            def mid_trial(first=first, attempt=attempt) -> bool:
-                # a running trial with every parameter suggested (as many as a completed one has: the retry reuses them)
-                now = trials(postgres_url)
-                assert first.poll() is None, (tmp_path / f"worker0-{attempt}.log").read_text()[-2000:]
-                n_params = max((len(t.params) for t in now if t.state == COMPLETE), default=None)
-                return n_params is not None and any(t.state == optuna.trial.TrialState.RUNNING and len(t.params) == n_params for t in now)
+        def at_pause() -> bool:
+            assert first.poll() is None, (tmp_path / "worker0.log").read_text()[-2000:]
+            return paused.is_file()
 
-            wait_until(mid_trial, timeout=240, interval=0.05, what="the first worker to be in the middle of its second trial")
-            sigkill(first)
-            before = trials(postgres_url)
-            killed = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
-            n_params = max(len(t.params) for t in before if t.state == COMPLETE)
-            if len(killed) == 1 and len(killed[0].params) == n_params:
-                break
-        else:
-            pytest.fail("in 5 attempts the kill never landed in the middle of a trial with all its conditions suggested")
+        wait_until(at_pause, timeout=240, interval=0.05, what="the first worker to pause in its second measured trial")
+        sigkill(first)
+        before = trials(postgres_url)
+        killed = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
+        n_params = max(len(t.params) for t in before if t.state == COMPLETE)
+        assert len(killed) == 1 and len(killed[0].params) == n_params, before
         killed = killed[0]
         done_before = {t.number: t.user_attrs for t in before if t.state == COMPLETE}
 
