@@ -541,6 +541,26 @@ def write_card(report: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def headline(report: dict) -> dict:
+    """The card's headline numbers (``microdesign info`` prints them): the fast sampler's R², speed, spread, diversity, copies."""
+    fast = next((g for g in report["generation"] if g["steps"] <= 25 and g["guidance"] == 1.0), report["generation"][0])
+    fc = report["fixed_condition"]
+    head = {
+        "measured on": (f"{report['n_val_samples']} held-out physics films ({report['n_val_series']} fresh series)"
+                        if report.get("held_out") else f"{report['n_val_samples']} validation volumes ({report['n_val_series']} series)"),
+        "sampler": f"{fast['sampler']}-{fast['steps']}, guidance {fast['guidance']:g}",
+        **{f"R² {name}": round(v, 3) for name, v in fast["r2"].items()},
+        "seconds per film (one thread)": round(fast["wall_s_per_sample"], 2),
+        "max std at a fixed condition": round(max(fc["measured_std"].values()), 4),
+        "diversity vs held-out films": round(fc["diversity_generated"] / fc["diversity_nearest_validation"], 2),
+        "VAE voxel accuracy": round(report["vae"]["voxel_accuracy_mean"], 4),
+    }
+    if "nearest_training_difference_generated" in fc:
+        head["distance to nearest training film vs held-out films"] = round(
+            fc["nearest_training_difference_generated"] / fc["nearest_training_difference_validation"], 2)
+    return {"headline": head}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=Path("generator/pretrained/default.pt"))
@@ -565,6 +585,9 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
     write_card(report, args.out / "README.md")
+    from generator.model_info import card_path
+
+    card_path(args.model).write_text(json.dumps(headline(report), indent=2))  # read by `microdesign info`
     for g in report["generation"]:
         print(f"{g['sampler']}-{g['steps']} g={g['guidance']:g}: " + "  ".join(f"{n} R2={v:.3f}" for n, v in g["r2"].items())
               + f"  {g['wall_s_per_sample']:.2f} s/sample")

@@ -25,7 +25,9 @@ attributes; ``None`` for other data), used to verify recipes by simulation;
 ``volume_shape`` (the default size of generated films) differs from it (fully
 convolutional networks with periodic in-plane padding generate any in-plane
 size that is a multiple of their stride); ``training_record`` (wall and CPU
-seconds of each training stage, from the run's ``stage_times.jsonl``).
+seconds of each training stage, from the run's ``stage_times.jsonl``);
+``sampling_defaults`` (``sampler``, ``steps``, ``guidance`` that ``generate`` uses when
+not told: the settings measured best for this model, ``ddpm.sampling`` of its config).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def make_bundle(
     simulation: Mapping[str, Any] | None = None,
     training_shape: Sequence[int] | None = None,
     training_record: Mapping[str, Any] | None = None,
+    sampling_defaults: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the bundle dictionary (see module docstring) from trained networks."""
     latent_shape = vae.config.latent_shape(tuple(volume_shape))
@@ -128,6 +131,7 @@ def make_bundle(
         "descriptor_table": table_to_tensor(descriptor_table),
         "simulation": dict(simulation) if simulation else None,
         "training_record": dict(training_record or {}),
+        "sampling_defaults": dict(sampling_defaults or {}),
     }
 
 
@@ -324,6 +328,7 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         device=device,
         in_plane_multiple=in_plane_multiple_of_configs(bundle["configs"]),
         training_shape=bundle.get("training_shape"),
+        sampling_defaults=bundle.get("sampling_defaults"),
         encoder=encoder,
         grey_decoder=grey_decoder,
         grey_labels=int(bundle["n_phases"]) == 2,

@@ -54,6 +54,8 @@ class ModelInfo:
         Training config name, wall and CPU seconds per stage (``stages``), and their totals.
     card
         Headline numbers of the model card (empty when there is none).
+    sampling
+        ``{"sampler", "steps", "guidance"}`` that generation uses when not told.
     """
 
     source: str
@@ -70,6 +72,7 @@ class ModelInfo:
     dataset: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples as lists)."""
@@ -110,7 +113,7 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         When the path is missing or not a model (one-line message).
     """
     from generator.checkpoint import in_plane_multiple_of_configs, read_bundle, tensor_to_table
-    from generator.pipeline import DEFAULT_BUNDLE, load_generator
+    from generator.pipeline import DEFAULT_BUNDLE, SAMPLING_DEFAULTS, load_generator
 
     target = DEFAULT_BUNDLE if str(path) == "default" else Path(path)
     if target.is_dir():
@@ -119,7 +122,7 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
             source=str(target), kind=str(kind), n_phases=gen.n_phases, volume_shape=gen.volume_shape,
             training_shape=gen.training_shape, latent_shape=gen.latent_shape, in_plane_multiple=gen.in_plane_multiple,
             conditions={n: tuple(gen.condition_ranges.get(n, (float("nan"), float("nan")))) for n in gen.condition_names},
-            attributes=list(gen.attribute_names),
+            attributes=list(gen.attribute_names), sampling=dict(gen.sampling_defaults),
         )
     if not target.exists():
         raise FileFormatError(f"model: {target} does not exist")
@@ -139,4 +142,5 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         conditions=conditions, attributes=list(bundle["attribute_names"]),
         n_training_samples=len(table), n_training_series=int(table["series"].nunique()) if "series" in table else 0,
         dataset=dict(simulation), training=training, card=read_card(target),
+        sampling={**SAMPLING_DEFAULTS, **dict(bundle.get("sampling_defaults") or {})},
     )

@@ -25,6 +25,9 @@ from generator.errors import FileFormatError, InvalidInputError, MicrodesignErro
 #: Recipe (processing) attributes, in this order, when a feature predictor outputs them.
 RECIPE_NAMES = ("phi", "chi", "log_time")
 
+#: How :meth:`Generator.generate` samples when neither the call nor the model says otherwise.
+SAMPLING_DEFAULTS = {"sampler": "dpm++", "steps": 25, "guidance": 1.0}
+
 #: Where the shipped default bundle lives.
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "pretrained" / "default.pt"
 
@@ -132,6 +135,7 @@ class Generator:
         device: str | torch.device = "cpu",
         in_plane_multiple: int = 0,
         training_shape: Sequence[int] | None = None,
+        sampling_defaults: Mapping[str, object] | None = None,
         encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
         grey_decoder: Callable[[torch.Tensor], torch.Tensor | np.ndarray] | None = None,
         grey_labels: bool = True,
@@ -165,6 +169,13 @@ class Generator:
         self.device = torch.device(device)
         self.in_plane_multiple = int(in_plane_multiple)
         self.training_shape = tuple(int(s) for s in (training_shape or self.volume_shape))
+        self.sampling_defaults: dict[str, object] = {**SAMPLING_DEFAULTS, **dict(sampling_defaults or {})}
+
+    def resolve_sampling(self, sampler: str | None, steps: int | None, guidance: float | None) -> tuple[str, int, float]:
+        """``(sampler, steps, guidance)`` with the model's :attr:`sampling_defaults` for those not given (``None``)."""
+        d = self.sampling_defaults
+        return (str(d["sampler"]) if sampler is None else sampler, int(d["steps"]) if steps is None else steps,  # type: ignore[arg-type]
+                float(d["guidance"]) if guidance is None else guidance)  # type: ignore[arg-type]
 
     @property
     def resizable(self) -> bool:
@@ -334,9 +345,9 @@ class Generator:
         self,
         *,
         n: int,
-        sampler: str,
-        steps: int,
-        guidance: float,
+        sampler: str | None,
+        steps: int | None,
+        guidance: float | None,
         seed: int,
         batch_size: int,
         prefix: str = "--",
@@ -366,6 +377,8 @@ class Generator:
         """
         from generator.diffusion import make_scheduler
         from generator.validation import check_finite, check_memory, check_seed
+
+        sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
 
         def name(field: str) -> str:  # the setting as the user wrote it: -n, --batch-size, generation.batch_size
             if field == "n" and n_name is not None:
@@ -416,9 +429,9 @@ class Generator:
         conditions: Mapping[str, float] | np.ndarray | Sequence[Sequence[float]],
         n: int | None = None,
         *,
-        sampler: str = "dpm++",
-        steps: int = 25,
-        guidance: float = 1.0,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float | None = None,
         seed: int = 0,
         batch_size: int = 32,
         progress: bool = False,
@@ -438,7 +451,7 @@ class Generator:
         n
             Number of samples (for a mapping).
         sampler, steps, guidance
-            See :func:`generator.diffusion.sample_latents`.
+            See :func:`generator.diffusion.sample_latents`; ``None``: the model's :attr:`sampling_defaults`.
         seed
             Seed of all noise: the same seed gives the same samples. The initial
             noise of sample ``i`` does not depend on ``batch_size``.
@@ -464,6 +477,7 @@ class Generator:
         """
         from generator.levels import labels_from_grey
 
+        sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
         count = (1 if n is None else n) if isinstance(conditions, Mapping) else len(np.atleast_2d(np.asarray(conditions)))
         self.check_sampling(n=count, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size, prefix="",
                             size=size)

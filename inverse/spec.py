@@ -154,9 +154,9 @@ class Objective(_Strict):
 class GenerationSettings(_Strict):
     """How each trial calls ``Generator.generate``."""
 
-    sampler: str = "dpm++"
-    steps: int = Field(default=25, ge=1)
-    guidance: float = Field(default=1.0, ge=0)
+    sampler: str | None = Field(default=None, description="diffusion sampler (None: the model's default, `microdesign info`)")
+    steps: int | None = Field(default=None, ge=1, description="solver steps (None: the model's default)")
+    guidance: float | None = Field(default=None, ge=0, description="classifier-free guidance (None: the model's default)")
     batch_size: int = Field(default=32, ge=1)
     size: tuple[int, int, int] | None = Field(
         default=None, description="film size (X, Y, Z); default the model's (resizable models: X, Y multiples of their in-plane step)"

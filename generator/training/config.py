@@ -82,8 +82,17 @@ class FPStage(StageConfig):
     model: FeaturePredictorConfig = Field(default_factory=FeaturePredictorConfig)
 
 
+class SamplingDefaults(_Strict):
+    """How the trained model samples when a caller does not say (written into the bundle)."""
+
+    sampler: str = "dpm++"
+    steps: int = Field(25, ge=1)
+    guidance: float = Field(1.0, ge=0.0, description="classifier-free guidance scale (1: plain conditional sampling)")
+
+
 class DDPMStage(StageConfig):
     model: LatentUNetConfig = Field(default_factory=LatentUNetConfig)
+    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
     schedule: NoiseSchedule = Field(default_factory=NoiseSchedule)
     condition_dropout: float = Field(0.1, ge=0.0, le=1.0, description="probability of training a sample unconditionally (CFG)")
     ema_decay: float | None = Field(0.999, gt=0.0, lt=1.0, description="EMA of the denoiser weights (None: off)")

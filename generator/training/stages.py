@@ -251,16 +251,35 @@ def _generate_shape(config: TrainConfig, film_shape: tuple[int, int, int]) -> tu
     return shape
 
 
+#: Stage settings a run may change between resumes: how long to train and how often to validate and checkpoint.
+_EXTENSIBLE = ("max_steps", "val_every", "checkpoint_every")
+
+
+def _without_step_counts(record: dict[str, Any]) -> dict[str, Any]:
+    config = json.loads(json.dumps(record["config"]))
+    for stage in ("vae", "fp", "ddpm"):
+        for key in _EXTENSIBLE:
+            config.get(stage, {}).pop(key, None)
+    return {**record, "config": config}
+
+
 def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
+    """Refuse a folder holding a run of another config or dataset; record this run's config.
+
+    Only the step counts (``max_steps``, ``val_every``, ``checkpoint_every``) may differ: training a
+    stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
+    continues from its last checkpoint).
+    """
     record = {"config": config.model_dump(mode="json"), "n_samples": n_samples}
     path = out_dir / "config.json"
     if path.is_file():
         previous = json.loads(path.read_text())
-        if previous != record:
+        if _without_step_counts(previous) != _without_step_counts(record):
             raise InvalidInputError(
                 f"out: {out_dir} holds a training run with another config or dataset; choose a new folder or delete it"
             )
-        return
+        if previous == record:
+            return
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2))
 
@@ -407,6 +426,7 @@ def train_pipeline(
         descriptor_table=descriptor_table, training_config=config.model_dump(mode="json"),
         simulation=simulation_record(dataset.files),
         training_record=training_record(out_dir),
+        sampling_defaults=config.ddpm.sampling.model_dump(),
     )
     return save_bundle(bundle, out_dir / BUNDLE_NAME)
 

@@ -84,9 +84,9 @@ def generate(
     model: Annotated[str, typer.Option("--model", "-m", help="Bundle file, 'default', or a folder with MicroGen3D's vae.pt, fp.pt, ddpm.pt.")] = "default",
     kind: Annotated[Optional[str], typer.Option(help="MicroGen3D kind of a weights folder: CH_2phase, CH_3phase or experimental.")] = None,
     n: Annotated[Optional[int], typer.Option("-n", "--n", help="Number of volumes (default 16; with --from-dataset: every volume of the dataset).", show_default=False)] = None,
-    sampler: Annotated[str, typer.Option(help="Sampler: ddpm, ddim or dpm++.")] = "dpm++",
-    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 25,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale (1.0: plain conditional sampling).")] = 1.0,
+    sampler: Annotated[Optional[str], typer.Option(help="Sampler: ddpm, ddim or dpm++ (default: the model's, see `microdesign info`).", show_default=False)] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).", show_default=False)] = None,
+    guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale, 1.0: plain conditional sampling (default: the model's).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same volumes.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Volumes per network batch.")] = 16,
     allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation", help="Sample conditions outside the training range.")] = False,
@@ -134,6 +134,7 @@ def generate(
     generator = load_generator(model, kind=kind, device=device)
     film_size = _parse_size(size) if size is not None else None
     # sampler, steps, guidance, seed, counts, film size and memory, all before the output folder is made
+    sampler, steps, guidance = generator.resolve_sampling(sampler, steps, guidance)
     generator.check_sampling(n=16 if n is None else n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                              batch_size=batch_size, size=film_size)
     generator.check_decoding(threshold, levels)

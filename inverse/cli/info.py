@@ -38,6 +38,9 @@ def info(
     lines.append("conditions (training range):")
     lines += [f"  {name:<16} [{lo:.4g}, {hi:.4g}]" for name, (lo, hi) in record.conditions.items()]
     lines.append(f"attributes ({len(record.attributes)}): {', '.join(record.attributes)}")
+    if record.sampling:
+        lines.append(f"sampling by default: {record.sampling['sampler']}, {record.sampling['steps']} steps, "
+                     f"guidance {record.sampling['guidance']:g}")
     if record.n_training_samples:
         lines.append(f"training data: {record.n_training_samples} films from {record.n_training_series} series")
     if record.dataset:

@@ -17,7 +17,7 @@ PERIODIC = {
             "model": {"widths": [4, 8], "in_plane_padding": "periodic"}},
     "fp": {"max_steps": 4, "checkpoint_every": 4, "val_every": 4,
            "model": {"hidden": [8], "conv_channels": [4], "in_plane_padding": "periodic"}},
-    "ddpm": {"max_steps": 4, "checkpoint_every": 4, "val_every": 4,
+    "ddpm": {"max_steps": 4, "checkpoint_every": 4, "val_every": 4, "sampling": {"guidance": 1.5, "steps": 4},
              "model": {"width": 4, "channel_mults": [1, 2], "in_plane_padding": "periodic"}},
 }
 
@@ -61,6 +61,18 @@ def test_info_reports_sizes_data_and_training_time(periodic_bundle):
     assert {"vae", "fp", "ddpm"} <= set(record.training["stages"]) and record.training["wall_s"] > 0
     lo, hi = record.conditions["ABS_f_D"]
     assert 0 < lo < hi < 1
+
+
+def test_the_bundle_carries_its_sampling_defaults(periodic_bundle):
+    gen = load_generator(periodic_bundle)
+    assert gen.sampling_defaults == {"sampler": "dpm++", "steps": 4, "guidance": 1.5}
+    conditions = {name: float(np.mean(gen.condition_ranges[name])) for name in gen.condition_names}
+    implicit = gen.generate(conditions, n=1, seed=2, size=(32, 32, 16))
+    explicit = gen.generate(conditions, n=1, seed=2, size=(32, 32, 16), sampler="dpm++", steps=4, guidance=1.5)
+    plain = gen.generate(conditions, n=1, seed=2, size=(32, 32, 16), steps=4, guidance=1.0)
+    np.testing.assert_array_equal(implicit.latents.numpy(), explicit.latents.numpy())
+    assert not np.array_equal(implicit.latents.numpy(), plain.latents.numpy())
+    assert model_info(periodic_bundle).sampling["guidance"] == 1.5
 
 
 def test_generate_shape_needs_periodic_networks():

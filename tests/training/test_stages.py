@@ -84,6 +84,18 @@ def test_stage_resumes_from_its_checkpoint(tiny_dataset, tmp_path):
         train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides={**FAST, "fp": {**FAST["fp"], "lr": 0.5}}, progress=False)
 
 
+@pytest.mark.slow
+def test_a_stage_trains_longer_from_its_last_checkpoint(tiny_dataset, tmp_path):
+    """More steps for a finished stage is not another config: deleting its result resumes it from its last checkpoint."""
+    train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=FAST, progress=False)
+    (tmp_path / "ddpm.pt").unlink()
+    longer = {**FAST, "ddpm": {**FAST["ddpm"], "max_steps": 6}}
+    resumed = FirstStep()
+    assert train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=longer, progress=False, callbacks={"ddpm": [resumed]}).is_file()
+    assert resumed.starts == [4]  # from the step-4 checkpoint of the first run, not from scratch
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["ddpm"]["max_steps"] == 6
+
+
 def test_unknown_condition_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(InvalidInputError, match="data.conditions: attribute 'no_such_descriptor'"):
         train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path / "o", overrides={"data": {"conditions": ["no_such_descriptor"]}}, progress=False)
