@@ -95,10 +95,12 @@ def test_generate_rejects_unknown_and_out_of_range_conditions(
     code, _, stderr = run([*base, *condition_args(far), "--allow-extrapolation"], capsys, monkeypatch)
     assert code == 0, stderr
     assert pd.read_csv(out / CSV_NAME)[f"requested_{name}"].tolist() == [50.0]
-    code, _, stderr = run([*base, *condition_args(tiny_condition), "--sampler", "euler"], capsys, monkeypatch)
+    fresh = [*base[:-4], str(tmp_path / "fresh"), *base[-3:]]  # --out holds the run above now: a new folder
+    code, _, stderr = run([*fresh, *condition_args(tiny_condition), "--sampler", "euler"], capsys, monkeypatch)
     assert code == 2 and "sampler" in stderr and stderr.count("\n") == 1
-    code, _, stderr = run([*base, *condition_args(tiny_condition), "--steps", "5000"], capsys, monkeypatch)
+    code, _, stderr = run([*fresh, *condition_args(tiny_condition), "--steps", "5000"], capsys, monkeypatch)
     assert code == 2 and "--steps" in stderr and stderr.count("\n") == 1
+    assert not (tmp_path / "fresh").exists()
 
 
 def test_generate_from_a_microgen3d_folder_needs_its_kind(tmp_path: Path, capsys, monkeypatch) -> None:

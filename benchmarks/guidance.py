@@ -1,0 +1,72 @@
+"""Choose a model's sampling defaults on its validation series: R² of measured against requested per setting.
+
+The conditions are rows of the bundle's own validation split (series the networks never saw,
+``split_by_series`` as in training), never the held-out films of the model card, so the card's
+numbers stay a test. For each (sampler steps, guidance) the same conditions and noise are used.
+
+    python benchmarks/guidance.py --model runs/train-film/generator.pt --size 64x64x64 \\
+        --guidance 1,1.5,2,2.5,3 --steps 25 -n 32
+
+Prints a table and writes ``benchmarks/results/guidance.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "guidance.json"
+
+
+def main() -> None:
+    from generator.checkpoint import read_bundle, tensor_to_table
+    from generator.data.dataset import split_by_series
+    from generator.descriptors import compute_batch
+    from generator.pipeline import load_generator
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--size", default=None, help="film size XxYxZ (default: the model's)")
+    parser.add_argument("--guidance", default="1,1.5,2,2.5,3")
+    parser.add_argument("--steps", default="25", help="comma list of DPM-Solver++ step counts")
+    parser.add_argument("-n", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    size = tuple(int(v) for v in args.size.split("x")) if args.size else None
+
+    bundle = read_bundle(args.model)
+    table = tensor_to_table(bundle["descriptor_table"])
+    data_cfg = bundle["configs"]["training"]["data"]
+    _, val_idx = split_by_series(table["series"].to_numpy(), data_cfg["val_fraction"], seed=data_cfg["seed"])
+    gen = load_generator(args.model)
+    names = gen.condition_names
+    rows = np.random.default_rng(args.seed).choice(val_idx, size=min(args.n, len(val_idx)), replace=False)
+    requested = table.iloc[rows][names].to_numpy(float)
+    results = []
+    for steps in (int(s) for s in args.steps.split(",")):
+        for g in (float(v) for v in args.guidance.split(",")):
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = gen.generate(requested, sampler="dpm++", steps=steps, guidance=g, seed=args.seed, batch_size=8, size=size)
+            wall, cpu = (time.perf_counter() - t0) / len(rows), (time.process_time() - c0) / len(rows)
+            measured = np.array([[d[k] for k in names] for d in compute_batch(list(res.labels), n_jobs=1)])
+            r2 = {k: float(1 - ((measured[:, j] - requested[:, j]) ** 2).sum() / ((requested[:, j] - requested[:, j].mean()) ** 2).sum())
+                  for j, k in enumerate(names)}
+            bias = {k: float((measured[:, j] - requested[:, j]).mean()) for j, k in enumerate(names)}
+            results.append({"steps": steps, "guidance": g, "r2": r2, "bias": bias, "wall_s_per_film": wall, "cpu_s_per_film": cpu})
+            print(f"dpm++-{steps} guidance {g:g}: " + "  ".join(f"{k} R² {r2[k]:.3f} (bias {bias[k]:+.4f})" for k in names)
+                  + f"  {wall:.2f} s/film", flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"model": str(args.model), "size": list(res.labels.shape[1:]), "n_conditions": len(rows),
+                                   "conditions_from": "validation series of the training run", "results": results}, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
