@@ -328,7 +328,7 @@ def finetune_microgen3d(
             if not vae_file.is_file():
                 with stage_timer(out_dir, "vae", config.vae.max_steps):
                     vae.kl_weight = config.vae.kl_weight
-                    module = VAEModule(vae, lr=config.vae.lr, weight_decay=config.vae.weight_decay, channels_last=tc.channels_last)
+                    module = VAEModule(vae.train(), lr=config.vae.lr, weight_decay=config.vae.weight_decay, channels_last=tc.channels_last)
                     fit(module, "vae", config.vae, Subset(volumes, train_idx), Subset(volumes, val_idx))
                     _save(module.vae.to(memory_format=torch.contiguous_format).state_dict(), vae_file)
             vae.load_state_dict(_load(vae_file))
@@ -366,7 +366,7 @@ def finetune_microgen3d(
             if not fp_file.is_file():
                 with stage_timer(out_dir, "fp", config.fp.max_steps):
                     targets = per_row(table[[columns[name] for name in trained]].to_numpy(dtype=np.float64))
-                    outputs = _Outputs(fp, [spec.attributes.index(name) for name in trained])
+                    outputs = _Outputs(fp.train(), [spec.attributes.index(name) for name in trained])
                     module = FeaturePredictorModule(outputs, zeros, ones, lr=config.fp.lr, weight_decay=config.fp.weight_decay)
                     fit(module, "fp", config.fp, *latent_sets(targets))
                     _save(fp.state_dict(), fp_file)
@@ -384,7 +384,7 @@ def finetune_microgen3d(
                     else:
                         context = per_row(table[[columns[name] for name in spec.context_attributes]].to_numpy(dtype=np.float64))
                     module = DenoiserModule(
-                        _PublishedDenoiser(ddpm), noise_schedule(dict(ddpm.named_buffers())), zeros, ones, lr=config.ddpm.lr,
+                        _PublishedDenoiser(ddpm.train()), noise_schedule(dict(ddpm.named_buffers())), zeros, ones, lr=config.ddpm.lr,
                         weight_decay=config.ddpm.weight_decay, condition_dropout=0.0, ema_decay=config.ddpm.ema_decay,
                     )
                     fit(module, "ddpm", config.ddpm, *latent_sets(context))
