@@ -89,7 +89,7 @@ def _finetune(init_from: Path, *, kind: str | None, stages: str | None, data: Pa
               overrides: list[str], progress: bool) -> None:
     """``train --init-from``: fine-tune MicroGen3D's networks (:func:`generator.training.finetune.finetune_microgen3d`)."""
     from generator.errors import FileFormatError, InvalidInputError
-    from generator.models.microgen3d import read_metadata
+    from generator.models.microgen3d import KINDS, read_metadata
     from generator.training.finetune import FINETUNE_STAGES, finetune_microgen3d, parse_stages
 
     if not init_from.is_dir():
@@ -105,6 +105,11 @@ def _finetune(init_from: Path, *, kind: str | None, stages: str | None, data: Pa
     folder = finetune_microgen3d(init_from, data=data, out_dir=out, kind=kind, stages=selected, config=preset,
                                  overrides=parse_overrides(overrides), progress=progress)
     typer.echo(f"wrote {folder} (vae.pt, fp.pt, ddpm.pt, microgen3d.json; fine-tuned: {','.join(selected)})")
+    meta = read_metadata(folder) or {}
+    if "fp" in selected:
+        untrained = [name for name in KINDS[meta["kind"]].attributes if name not in meta.get("fp_attributes_trained", [])]
+        if untrained:
+            typer.echo(f"note: the data has no {', '.join(untrained)}: those feature-predictor outputs were not fine-tuned")
 
 
 def _simulation_device(accelerator: str) -> str:
