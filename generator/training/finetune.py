@@ -302,6 +302,9 @@ def finetune_microgen3d(
         if absent:
             raise InvalidInputError(f"--data: ddpm.context = 'labels' needs {', '.join(absent)} in {data}; "
                                     "label it with `microdesign describe` first, or use ddpm.context = 'fp'")
+    present = [name for name in FILES.values() if (out_dir / name).is_file()]
+    if present and not (out_dir / "config.json").is_file():
+        raise InvalidInputError(f"--out: {out_dir} already holds {', '.join(present)} that no fine-tuning run wrote; choose a new folder")
     run = {"kind": kind, "init_from": str(init_from.resolve()), "stages": list(stages), "finetune": config.model_dump(mode="json")}
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_out_dir(out_dir, _Record(run), len(table))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -247,6 +249,7 @@ def _only_vae(view: Path, tmp: Path) -> Path:
         ("a preset", "--preset: with --init-from"),
         ("kind alone", "--kind: only applies with --init-from"),
         ("out is init", "is the --init-from folder"),
+        ("out holds weights", r"already holds vae\.pt, fp\.pt, ddpm\.pt that no fine-tuning run wrote"),
         ("not a folder", "--init-from"),
         ("bad setting", "config fp.lr"),
     ],
@@ -256,25 +259,27 @@ def test_cli_bad_input_is_one_error_line(case, message, view_folders, narrow_ini
     out = tmp_path / "out"
     base = ["train", "--data", film_data, "--out", out, "--no-progress"]
     args = {
-        "wrong kind": [*base, "--init-from", view, "--kind", "CH_2phase"],
-        "no kind": [*base, "--init-from", view],
-        "missing files": [*base, "--init-from", _only_vae(view, tmp_path), "--kind", "experimental"],
-        "renamed key": [*base, "--init-from", _renamed_key(view, tmp_path), "--kind", "experimental"],
-        "volume shape": ["train", "--data", cube32, "--out", out, "--init-from", view, "--kind", "experimental"],
-        "kind of a fine-tuned folder": [*base, "--init-from", narrow_init, "--kind", "CH_2phase"],
-        "bad stages": [*base, "--init-from", narrow_init, "--stages", "vae,unet"],
-        "no data": ["train", "--out", out, "--init-from", narrow_init],
-        "a preset": [*base, "--init-from", narrow_init, "--preset", "tiny"],
-        "kind alone": [*base, "--kind", "experimental"],
-        "out is init": ["train", "--data", film_data, "--out", narrow_init, "--init-from", narrow_init],
-        "not a folder": [*base, "--init-from", tmp_path / "nowhere"],
-        "bad setting": [*base, "--init-from", narrow_init, "--set", "fp.lr=-1"],
-    }[case]
+        "wrong kind": lambda: [*base, "--init-from", view, "--kind", "CH_2phase"],
+        "no kind": lambda: [*base, "--init-from", view],
+        "missing files": lambda: [*base, "--init-from", _only_vae(view, tmp_path), "--kind", "experimental"],
+        "renamed key": lambda: [*base, "--init-from", _renamed_key(view, tmp_path), "--kind", "experimental"],
+        "volume shape": lambda: ["train", "--data", cube32, "--out", out, "--init-from", view, "--kind", "experimental"],
+        "kind of a fine-tuned folder": lambda: [*base, "--init-from", narrow_init, "--kind", "CH_2phase"],
+        "bad stages": lambda: [*base, "--init-from", narrow_init, "--stages", "vae,unet"],
+        "no data": lambda: ["train", "--out", out, "--init-from", narrow_init],
+        "a preset": lambda: [*base, "--init-from", narrow_init, "--preset", "tiny"],
+        "kind alone": lambda: [*base, "--kind", "experimental"],
+        "out is init": lambda: ["train", "--data", film_data, "--out", narrow_init, "--init-from", narrow_init],
+        "out holds weights": lambda: ["train", "--data", film_data, "--out", narrow_init, "--init-from", shutil.copytree(narrow_init, tmp_path / "copy")],
+        "not a folder": lambda: [*base, "--init-from", tmp_path / "nowhere"],
+        "bad setting": lambda: [*base, "--init-from", narrow_init, "--set", "fp.lr=-1"],
+    }[case]()
     code, _, stderr = run_main(args, monkeypatch, capsys)
     assert code == 2, stderr
     assert stderr.startswith("error: ") and stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
-    assert __import__("re").search(message, stderr), stderr
+    assert re.search(message, stderr), stderr
     assert not out.exists()
+    assert not (narrow_init / "config.json").exists() and read_metadata(narrow_init)["name"] == "random narrow replica"
 
 
 def test_three_phase_data_is_refused_for_a_two_phase_kind(narrow_init, tmp_path):
