@@ -17,8 +17,9 @@ The losses are the published ones: the VAE's ``MSE + kl_weight * KL``
 (:meth:`~generator.models.microgen3d.MicroGen3DVAE.loss`), the feature
 predictor's MSE in raw units on posterior samples, and the DDPM's noise MSE at
 levels ``1 .. T-1`` of the file's own schedule, with the feature predictor's
-prediction as the context (``ddpm.context = "fp"``; ``"labels"`` uses the
-data's attributes instead). No latent scaling, as published.
+prediction as the context (``ddpm.context = "fp"``, computed once on each
+volume's posterior mean; ``"labels"`` uses the data's attributes instead). No
+latent scaling, as published.
 """
 
 from __future__ import annotations

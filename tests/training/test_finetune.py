@@ -180,9 +180,11 @@ def test_parse_stages():
 def test_cli_fine_tunes_and_generate_uses_the_folder(film_data, narrow_init, tmp_path, monkeypatch, capsys, one_thread):
     out = tmp_path / "cli"
     code, stdout, stderr = run_main(["train", "--init-from", narrow_init, "--data", film_data, "--out", out, "--stages", "ddpm",
-                                     "--set", "ddpm.max_steps=2", "--set", "ddpm.batch_size=2", "--no-progress"], monkeypatch, capsys)
+                                     "--set", "ddpm.max_steps=2", "--set", "ddpm.batch_size=2", "--set", "ddpm.context=labels",
+                                     "--no-progress"], monkeypatch, capsys)
     assert code == 0, stderr
     assert f"wrote {out}" in stdout and "fine-tuned: ddpm" in stdout and "note:" not in stdout
+    assert read_metadata(out)["ddpm_context"] == "labels"
     # a partial condition: the others are completed from the fine-tuning data (descriptors.csv)
     code, _, stderr = run_main(["generate", "--model", out, "--condition", "ABS_f_D=0.5", "-n", "1", "--sampler", "ddim",
                                 "--steps", "1", "--seed", "0", "--out", tmp_path / "gen", "--jobs", "1", "--no-vti"], monkeypatch, capsys)
@@ -208,6 +210,11 @@ def test_cli_fp_stage_on_partly_labelled_data_notes_the_outputs_it_left(film_dat
     gen = load_generator(out)
     lo, hi = min(a["ABS_f_D"] for a in attrs), max(a["ABS_f_D"] for a in attrs)
     assert gen.condition_ranges == {"ABS_f_D": pytest.approx((lo, hi)), "CT_f_D_tort1": (0.0, 1.0), "CT_f_A_tort1": (0.0, 1.0)}
+    # the DDPM can learn from these labels only where the data has every condition
+    with pytest.raises(InvalidInputError, match="ddpm.context = 'labels' needs CT_f_D_tort1, CT_f_A_tort1"):
+        finetune_microgen3d(narrow_init, data=data, out_dir=tmp_path / "labels", stages="ddpm",
+                            overrides={"ddpm": {"context": "labels"}}, progress=False)
+    assert not (tmp_path / "labels").exists()
 
 
 @pytest.fixture(scope="module")
