@@ -184,12 +184,18 @@ class MicroGen3DVAE(nn.Module):
         decoder's last stage uses the same stride.
     n_phases
         2 or 3: how :meth:`loss` reads grey levels as phases for its accuracy.
+
+    Attributes
+    ----------
+    kl_weight : float
+        Weight of the KL term of :meth:`loss` (published 1e-6; not part of the state dict).
     """
 
     def __init__(self, latent_channels: int = 4, widths: Sequence[int] = (64, 128, 256, 512), first_stage_stride: int = 2,
                  n_phases: int = 2) -> None:
         super().__init__()
         self.n_phases = n_phases
+        self.kl_weight = 1e-6
         self.encoder = Encoder(latent_channels, widths, first_stage_stride)
         self.decoder = Decoder(latent_channels, widths, first_stage_stride)
 
@@ -204,9 +210,6 @@ class MicroGen3DVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Grey levels (B, 1, X, Y, Z) in (0, 1) of latents ``z`` (B, C, x, y, z)."""
         return self.decoder(z)
-
-    #: Weight of the KL term of :meth:`loss` (the published 1e-6).
-    kl_weight: float = 1e-6
 
     def loss(self, grey: torch.Tensor) -> dict[str, torch.Tensor]:
         """The published training loss of a batch of grey volumes ``(B, 1, X, Y, Z)``.

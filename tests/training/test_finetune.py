@@ -167,6 +167,24 @@ def test_fp_stage_lowers_the_feature_predictor_error_and_keeps_the_other_network
     assert read_metadata(out)["stages"] == ["fp"]
 
 
+def test_vae_loss_is_the_published_mse_plus_weighted_summed_kl(one_thread):
+    torch.manual_seed(0)
+    vae, _, _ = build_networks(KIND, **NARROW)
+    grey = (torch.rand(2, 1, 64, 64, 64) > 0.5).float()
+    vae.kl_weight = 0.01
+    torch.manual_seed(1)
+    out = vae.loss(grey)
+    mu, logvar = vae.encoder(grey)
+    torch.manual_seed(1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    rec = ((vae.decode(z) - grey) ** 2).mean()
+    kl = torch.stack([0.5 * (m.pow(2) + lv.exp() - 1 - lv).sum() for m, lv in zip(mu, logvar)]).mean()
+    torch.testing.assert_close(out["reconstruction"], rec)
+    torch.testing.assert_close(out["kl"], kl)
+    torch.testing.assert_close(out["loss"], rec + 0.01 * kl)
+    assert float(out["kl"]) > 0 and 0.0 <= float(out["accuracy"]) <= 1.0
+
+
 def test_parse_stages():
     assert parse_stages("ddpm, vae") == ("vae", "ddpm")
     with pytest.raises(InvalidInputError, match="--stages"):
