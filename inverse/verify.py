@@ -89,7 +89,9 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
     Parameters
     ----------
     model
-        Bundle file, ``"default"`` or a folder of MicroGen3D weights (then ``kind``).
+        Bundle file, ``"default"`` or a folder of MicroGen3D weights (then ``kind``,
+        unless it is a fine-tuned folder, whose ``microgen3d.json`` also records
+        how its data was simulated).
 
     Raises
     ------
@@ -97,14 +99,17 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
         When the model cannot be found or read.
     """
     from generator.checkpoint import read_bundle, tensor_to_table
+    from generator.models.microgen3d import read_metadata
     from generator.pipeline import DEFAULT_BUNDLE, RECIPE_NAMES, load_generator
 
     path = DEFAULT_BUNDLE if str(model) == "default" else Path(model)
     if (str(model) == "default" and not path.is_file()) or path.is_dir():
         generator = load_generator(model, kind=kind)  # raises the toolkit's message for a missing default
+        meta = read_metadata(path) if path.is_dir() else None  # a fine-tuned folder records how its data was simulated
         return ModelRecord(
             n_phases=int(generator.n_phases), volume_shape=tuple(generator.volume_shape),
-            recipe_names=tuple(generator.recipe_names), descriptor_table=generator.descriptor_table, simulation=None,
+            recipe_names=tuple(generator.recipe_names), descriptor_table=generator.descriptor_table,
+            simulation=(meta or {}).get("simulation"),
         )
     bundle = read_bundle(path)
     return ModelRecord(

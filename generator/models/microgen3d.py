@@ -15,15 +15,17 @@ See ``docs/microgen3d.md`` for the loader and the sampling-index convention.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -180,10 +182,20 @@ class MicroGen3DVAE(nn.Module):
     first_stage_stride
         2 (CH: 128x128x64 -> 8x8x4) or 1 (experimental: 64^3 -> 8^3); the
         decoder's last stage uses the same stride.
+    n_phases
+        2 or 3: how :meth:`loss` reads grey levels as phases for its accuracy.
+
+    Attributes
+    ----------
+    kl_weight : float
+        Weight of the KL term of :meth:`loss` (published 1e-6; not part of the state dict).
     """
 
-    def __init__(self, latent_channels: int = 4, widths: Sequence[int] = (64, 128, 256, 512), first_stage_stride: int = 2) -> None:
+    def __init__(self, latent_channels: int = 4, widths: Sequence[int] = (64, 128, 256, 512), first_stage_stride: int = 2,
+                 n_phases: int = 2) -> None:
         super().__init__()
+        self.n_phases = n_phases
+        self.kl_weight = 1e-6
         self.encoder = Encoder(latent_channels, widths, first_stage_stride)
         self.decoder = Decoder(latent_channels, widths, first_stage_stride)
 
@@ -198,6 +210,31 @@ class MicroGen3DVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Grey levels (B, 1, X, Y, Z) in (0, 1) of latents ``z`` (B, C, x, y, z)."""
         return self.decoder(z)
+
+    def loss(self, grey: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The published training loss of a batch of grey volumes ``(B, 1, X, Y, Z)``.
+
+        ``loss = MSE(decode(z), grey) + kl_weight * KL``, with ``z`` a posterior
+        sample, the MSE the mean over voxels and ``KL(q(z|x) || N(0, I))`` summed
+        over the latent elements of each volume and averaged over the batch.
+
+        Returns
+        -------
+        dict[str, torch.Tensor]
+            Scalars ``loss``, ``reconstruction``, ``kl`` and ``accuracy`` (fraction
+            of voxels whose phase, :func:`grey_to_labels_torch` of the grey levels, is right).
+        """
+        from generator.models.vae import grey_to_labels_torch
+
+        mu, logvar = self.encoder(grey)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        recon = self.decoder(z)
+        rec = F.mse_loss(recon, grey)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(dim=1).mean()
+        with torch.no_grad():
+            labels = grey_to_labels_torch(grey[:, 0], self.n_phases)
+            accuracy = (grey_to_labels_torch(recon[:, 0], self.n_phases) == labels).float().mean()
+        return {"loss": rec + self.kl_weight * kl, "reconstruction": rec, "kl": kl, "accuracy": accuracy}
 
 
 # ----------------------------------------------------------------------------- feature predictor
@@ -433,7 +470,7 @@ def build_networks(
         ``(vae, fp, ddpm)``.
     """
     spec = KINDS[kind] if isinstance(kind, str) else kind
-    vae = MicroGen3DVAE(spec.latent_channels, vae_widths, spec.first_stage_stride)
+    vae = MicroGen3DVAE(spec.latent_channels, vae_widths, spec.first_stage_stride, spec.n_phases)
     fp = MicroGen3DFeaturePredictor(spec.latent_size, len(spec.attributes))
     ddpm = MicroGen3DDDPM(spec.latent_channels, n_feat, len(spec.context_attributes))
     return vae, fp, ddpm
@@ -540,19 +577,28 @@ def state_dict_mismatch(module: nn.Module, state: dict[str, torch.Tensor]) -> st
     return "; ".join(problems) or None
 
 
-def _matching_kinds(states: dict[str, dict[str, torch.Tensor]]) -> list[str]:
-    """Kinds whose published shapes all of ``states`` match (built on the meta device: no memory, no time)."""
+def _matching_kinds(states: dict[str, dict[str, torch.Tensor]], sizes: Mapping[str, object] | None = None) -> list[str]:
+    """Kinds whose shapes (published, or ``sizes``) all of ``states`` match (built on the meta device: no memory, no time)."""
     found = []
     for name in KINDS:
         with torch.device("meta"):
-            nets = dict(zip(FILES, build_networks(name)))
+            nets = dict(zip(FILES, build_networks(name, **(sizes or {}))))
         if all(state_dict_mismatch(nets[net], states[net]) is None for net in states):
             found.append(name)
     return found
 
 
-def load_networks(folder: str | os.PathLike[str], *, kind: str) -> tuple[MicroGen3DVAE, MicroGen3DFeaturePredictor, MicroGen3DDDPM]:
+def load_networks(
+    folder: str | os.PathLike[str],
+    *,
+    kind: str,
+    vae_widths: Sequence[int] = (64, 128, 256, 512),
+    n_feat: int = 512,
+) -> tuple[MicroGen3DVAE, MicroGen3DFeaturePredictor, MicroGen3DDDPM]:
     """Load ``vae.pt``, ``fp.pt`` and ``ddpm.pt`` of ``folder`` into replicas of ``kind`` (eval mode, CPU).
+
+    ``vae_widths`` and ``n_feat`` are the published sizes unless a
+    ``microgen3d.json`` (:func:`read_metadata`) records others.
 
     Raises
     ------
@@ -574,12 +620,13 @@ def load_networks(folder: str | os.PathLike[str], *, kind: str) -> tuple[MicroGe
     if missing:
         raise FileFormatError(f"model: {folder} lacks {', '.join(missing)} (a MicroGen3D folder holds vae.pt, fp.pt and ddpm.pt)")
     states = {net: _read_state_dict(folder / filename) for net, filename in FILES.items()}
+    sizes = {"vae_widths": tuple(vae_widths), "n_feat": int(n_feat)}
     with torch.device("meta"):  # no random initialisation of ~200M parameters: the files supply them
-        nets = dict(zip(FILES, build_networks(kind)))
+        nets = dict(zip(FILES, build_networks(kind, **sizes)))
     for net, module in nets.items():
         problem = state_dict_mismatch(module, states[net])
         if problem:
-            others = [k for k in _matching_kinds(states) if k != kind]
+            others = [k for k in _matching_kinds(states, sizes) if k != kind]
             hint = f"; the files match kind {others[0]}" if others else ""
             raise CheckpointError(f"model: {folder / FILES[net]} does not match MicroGen3D kind {kind}: {problem}{hint}")
     check_schedule_buffers(states["ddpm"], str(folder / FILES["ddpm"]))
@@ -596,6 +643,7 @@ def as_generator(
     ddpm: MicroGen3DDDPM,
     *,
     device: str | torch.device = "cpu",
+    descriptor_table: pd.DataFrame | None = None,
 ) -> Generator:
     """Wrap the three published networks as a :class:`generator.pipeline.Generator`.
 
@@ -604,6 +652,10 @@ def as_generator(
     guidance other than 1.0 raises :class:`InvalidInputError`. The decoder's grey
     levels become labels with :func:`generator.physics.labels.grey_to_labels`
     (2-phase: threshold 0.5; CH 3-phase: nearest of 0 / 0.5 / 1).
+
+    ``descriptor_table`` (one row per training sample, e.g. of a fine-tuned
+    folder's ``descriptors.csv``) gives each condition it holds its training
+    range; the others keep their valid domain (:data:`DOMAINS`).
     """
     from generator.physics.labels import grey_to_labels
     from generator.pipeline import Generator
@@ -637,23 +689,186 @@ def as_generator(
         condition_names=spec.context_attributes,
         attribute_names=spec.attributes,
         n_phases=spec.n_phases,
-        descriptor_table=None,
-        condition_ranges={name: DOMAINS[name] for name in spec.context_attributes if name in DOMAINS},
+        descriptor_table=descriptor_table,
+        condition_ranges=_condition_ranges(spec, descriptor_table),
         device=device,
         encoder=encoder,
         grey_decoder=grey_decoder,
     )
 
 
+def _condition_ranges(spec: MicroGen3DKind, table: pd.DataFrame | None) -> dict[str, tuple[float, float]]:
+    """Training range (min, max of ``table``) of each context attribute, else its valid domain."""
+    ranges = {name: DOMAINS[name] for name in spec.context_attributes if name in DOMAINS}
+    if table is not None:
+        for name in spec.context_attributes:
+            if name in table.columns and np.isfinite(table[name].to_numpy(dtype=np.float64)).any():
+                ranges[name] = (float(table[name].min()), float(table[name].max()))
+    return ranges
+
+
+# ----------------------------------------------------------------------------- fine-tuned folders
+
+#: Written beside the three files by ``microdesign train --init-from``: the kind, the network sizes and the provenance.
+METADATA = "microgen3d.json"
+#: The fine-tuning data's attributes, one row per sample (optional).
+DESCRIPTORS = "descriptors.csv"
+METADATA_FORMAT = "microdesign-microgen3d"
+METADATA_VERSION = 1
+PUBLISHED_SIZES: dict[str, object] = {"vae_widths": (64, 128, 256, 512), "n_feat": 512}
+
+
+def read_metadata(folder: str | os.PathLike[str]) -> dict[str, object] | None:
+    """The ``microgen3d.json`` of a fine-tuned folder, checked, or ``None`` for a folder of published files.
+
+    Returns
+    -------
+    dict or None
+        At least ``kind`` (a name of :data:`KINDS`), ``vae_widths`` (4 ints) and ``n_feat`` (int).
+
+    Raises
+    ------
+    FileFormatError
+        When the file is not JSON of this format, or names an unknown kind or invalid sizes.
+    """
+    path = Path(folder) / METADATA
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise FileFormatError(f"model: {path} is not readable JSON ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(meta, dict) or meta.get("format") != METADATA_FORMAT:
+        raise FileFormatError(f"model: {path} is not a microdesign MicroGen3D metadata file (format {METADATA_FORMAT!r})")
+    if meta.get("format_version") != METADATA_VERSION:
+        raise FileFormatError(f"model: {path} has format version {meta.get('format_version')}, this toolkit reads {METADATA_VERSION}")
+    if meta.get("kind") not in KINDS:
+        raise FileFormatError(f"model: {path} names kind {meta.get('kind')!r}, not one of {', '.join(KINDS)}")
+    widths, n_feat = meta.get("vae_widths"), meta.get("n_feat")
+    if (not isinstance(widths, list) or len(widths) != 4 or not all(isinstance(w, int) and w > 0 for w in widths)
+            or not isinstance(n_feat, int) or n_feat <= 0 or n_feat % 8):
+        raise FileFormatError(f"model: {path} has invalid network sizes (vae_widths: 4 positive ints, n_feat: a positive multiple of 8)")
+    return meta
+
+
+def resolve_kind(folder: str | os.PathLike[str], kind: str | None) -> tuple[str, dict[str, object] | None]:
+    """The kind of a weights folder (``kind``, or its ``microgen3d.json``'s) and that metadata.
+
+    Raises
+    ------
+    InvalidInputError
+        No kind for a folder of published files, an unknown kind, or a ``kind`` other than the metadata's.
+    """
+    meta = read_metadata(folder)
+    if meta is None:
+        if kind is None:
+            raise InvalidInputError(f"kind: a MicroGen3D weights folder needs --kind, one of {', '.join(KINDS)}")
+        if kind not in KINDS:
+            raise InvalidInputError(f"kind: a MicroGen3D weights folder needs --kind, one of {', '.join(KINDS)} (got {kind!r})")
+        return kind, None
+    if kind is not None and kind != meta["kind"]:
+        raise InvalidInputError(f"kind: {folder} holds a fine-tuned {meta['kind']} model ({METADATA}), not {kind}")
+    return str(meta["kind"]), meta
+
+
+def read_descriptors(folder: str | os.PathLike[str]) -> pd.DataFrame | None:
+    """The ``descriptors.csv`` of a fine-tuned folder, or ``None``."""
+    path = Path(folder) / DESCRIPTORS
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"model: {path} is not a readable CSV table ({str(exc).splitlines()[0][:120]})") from None
+    if "series" in table:
+        table["series"] = table["series"].round().astype(np.int64)
+    return table
+
+
+def save_networks(
+    folder: str | os.PathLike[str],
+    kind: str,
+    vae: MicroGen3DVAE,
+    fp: MicroGen3DFeaturePredictor,
+    ddpm: MicroGen3DDDPM,
+    *,
+    metadata: Mapping[str, object] | None = None,
+    descriptor_table: pd.DataFrame | None = None,
+) -> Path:
+    """Write ``vae.pt``, ``fp.pt``, ``ddpm.pt`` (plain state dicts, the published layout) and ``microgen3d.json``.
+
+    Every file is written atomically; ``microgen3d.json`` last, so a folder that
+    has it is complete. The sizes recorded are read from the networks.
+
+    Parameters
+    ----------
+    folder
+        Output folder (created if needed).
+    kind
+        A name of :data:`KINDS`.
+    vae, fp, ddpm
+        The networks (published key layout; any sizes).
+    metadata
+        Extra JSON-serialisable entries (provenance) for ``microgen3d.json``.
+    descriptor_table
+        Attributes of the training samples, written as ``descriptors.csv``.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
+    from generator.io import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for net, module in zip(FILES, (vae, fp, ddpm)):
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+        with atomic_path(folder / FILES[net]) as tmp:
+            torch.save(state, tmp)
+    if descriptor_table is not None:
+        with atomic_path(folder / DESCRIPTORS) as tmp:
+            descriptor_table.to_csv(tmp, index=False)
+    record = {
+        **dict(metadata or {}),
+        "format": METADATA_FORMAT,
+        "format_version": METADATA_VERSION,
+        "kind": kind,
+        "vae_widths": [int(conv.out_channels) for conv in vae.encoder.conv_layers if isinstance(conv, nn.Conv3d)][:4],
+        "n_feat": int(ddpm.nn_model.n_feat),
+    }
+    with atomic_path(folder / METADATA) as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    return folder
+
+
+def load_folder(folder: str | os.PathLike[str], *, kind: str | None) -> tuple[str, MicroGen3DVAE, MicroGen3DFeaturePredictor, MicroGen3DDDPM]:
+    """``(kind, vae, fp, ddpm)`` of a folder of published files (``kind`` needed) or a fine-tuned one (its ``microgen3d.json``).
+
+    Raises
+    ------
+    MicrodesignError
+        As :func:`resolve_kind` and :func:`load_networks`.
+    """
+    kind, meta = resolve_kind(folder, kind)
+    sizes = PUBLISHED_SIZES if meta is None else {"vae_widths": tuple(meta["vae_widths"]), "n_feat": meta["n_feat"]}
+    return (kind, *load_networks(folder, kind=kind, **sizes))
+
+
 def load_microgen3d(folder: str | os.PathLike[str], *, kind: str | None, device: str | torch.device = "cpu") -> Generator:
     """Load MicroGen3D's published ``vae.pt``, ``fp.pt``, ``ddpm.pt`` as a :class:`~generator.pipeline.Generator`.
+
+    A folder written by ``microdesign train --init-from`` (fine-tuned) also
+    holds ``microgen3d.json`` (kind and network sizes, so ``kind`` may be
+    omitted) and usually ``descriptors.csv`` (the training data's attributes:
+    :attr:`~generator.pipeline.Generator.descriptor_table` and the condition ranges).
 
     Parameters
     ----------
     folder
         Folder holding the three plain state dicts.
     kind
-        ``CH_2phase``, ``CH_3phase`` or ``experimental``.
+        ``CH_2phase``, ``CH_3phase`` or ``experimental``; optional for a fine-tuned folder.
     device
         Torch device.
 
@@ -662,7 +877,5 @@ def load_microgen3d(folder: str | os.PathLike[str], *, kind: str | None, device:
     MicrodesignError
         Missing files, unknown kind, or keys / shapes that do not match the kind (named in the message).
     """
-    if kind is None:
-        raise InvalidInputError(f"kind: a MicroGen3D weights folder needs --kind, one of {', '.join(KINDS)}")
-    vae, fp, ddpm = load_networks(folder, kind=kind)
-    return as_generator(kind, vae, fp, ddpm, device=device)
+    kind, vae, fp, ddpm = load_folder(folder, kind=kind)
+    return as_generator(kind, vae, fp, ddpm, device=device, descriptor_table=read_descriptors(folder))

@@ -42,9 +42,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def train(
     data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Labelled HDF5 dataset: a file, a folder of *.h5 or a glob. Default: simulate and label the preset's data.dataset into OUT/data.h5 (resumable).", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (checkpoints, logs/*.csv, generator.pt). Default: runs/train-PRESET.", show_default=False)] = None,
-    preset: Annotated[str, typer.Option("--preset", "-p", help="Preset name (tiny, small, paper-ch2, paper-ch3) or a TOML config file.")] = "small",
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name (tiny, small, paper-ch2, paper-ch3) or a TOML config file. With --init-from: a fine-tuning TOML file (optional). [default: small]", show_default=False)] = None,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="Override a config value, e.g. --set ddpm.max_steps=5000 --set trainer.devices=4.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Fine-tune MicroGen3D's networks: a folder of its vae.pt, fp.pt, ddpm.pt (published, with --kind, or fine-tuned). Writes a folder of the three files plus microgen3d.json.", show_default=False)] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", help="With --init-from: CH_2phase, CH_3phase or experimental (not needed for a fine-tuned folder).", show_default=False)] = None,
+    stages: Annotated[Optional[str], typer.Option("--stages", help="With --init-from: the networks to fine-tune, a subset of vae,fp,ddpm. [default: vae,fp,ddpm]", show_default=False)] = None,
 ) -> None:
     """Train the conditional latent diffusion generator in stages and write its bundle.
 
@@ -53,6 +56,9 @@ def train(
     are skipped). Multi-GPU / multi-node: --set trainer.devices=N --set trainer.num_nodes=M.
     Without --data, the preset's dataset (data.dataset) is simulated and labelled
     first, so `microdesign train --preset small` alone reproduces the shipped model.
+
+    With --init-from, MicroGen3D's published networks (their architecture) are
+    fine-tuned on --data instead (see docs/microgen3d.md).
     """
     from generator.errors import FileFormatError, InvalidInputError
     from generator.training import train_pipeline
@@ -61,6 +67,13 @@ def train(
 
     if data is not None and not any(ch in str(data) for ch in "*?[") and not data.exists():
         raise FileFormatError(f"--data: {data} does not exist")
+    if init_from is not None:
+        _finetune(init_from, kind=kind, stages=stages, data=data, out=out, preset=preset, overrides=overrides or [], progress=progress)
+        return
+    for option, value in (("--kind", kind), ("--stages", stages)):
+        if value is not None:
+            raise InvalidInputError(f"{option}: only applies with --init-from (fine-tuning MicroGen3D's networks)")
+    preset = preset or "small"
     config = load_config(preset, parse_overrides(overrides or []))
     check_accelerator(config.trainer.accelerator, config.trainer.devices)  # before data or an output folder is made
     if out is None:
@@ -72,6 +85,33 @@ def train(
                                    device=_simulation_device(config.trainer.accelerator), progress=progress)
     bundle = train_pipeline(config, data=data, out_dir=out, progress=progress)
     typer.echo(f"wrote {bundle}")
+
+
+def _finetune(init_from: Path, *, kind: str | None, stages: str | None, data: Path | None, out: Path | None, preset: str | None,
+              overrides: list[str], progress: bool) -> None:
+    """``train --init-from``: fine-tune MicroGen3D's networks (:func:`generator.training.finetune.finetune_microgen3d`)."""
+    from generator.errors import FileFormatError, InvalidInputError
+    from generator.models.microgen3d import KINDS, read_metadata
+    from generator.training.finetune import FINETUNE_STAGES, finetune_microgen3d, parse_stages
+
+    if not init_from.is_dir():
+        raise FileFormatError(f"--init-from: {init_from} is not a folder of MicroGen3D weights (vae.pt, fp.pt, ddpm.pt)")
+    if data is None:
+        raise InvalidInputError("--data: required with --init-from (the volumes to fine-tune on)")
+    if preset is not None and Path(preset).suffix != ".toml":
+        raise InvalidInputError(f"--preset: with --init-from, give a fine-tuning TOML file or --set options, not the preset {preset!r}")
+    selected = parse_stages(stages if stages is not None else FINETUNE_STAGES)
+    if out is None:
+        meta = read_metadata(init_from)
+        out = Path("runs") / f"finetune-{kind or (meta or {}).get('kind', 'microgen3d')}"
+    folder = finetune_microgen3d(init_from, data=data, out_dir=out, kind=kind, stages=selected, config=preset,
+                                 overrides=parse_overrides(overrides), progress=progress)
+    typer.echo(f"wrote {folder} (vae.pt, fp.pt, ddpm.pt, microgen3d.json; fine-tuned: {','.join(selected)})")
+    meta = read_metadata(folder) or {}
+    if "fp" in selected:
+        untrained = [name for name in KINDS[meta["kind"]].attributes if name not in meta.get("fp_attributes_trained", [])]
+        if untrained:
+            typer.echo(f"note: the data has no {', '.join(untrained)}: those feature-predictor outputs were not fine-tuned")
 
 
 def _simulation_device(accelerator: str) -> str:
