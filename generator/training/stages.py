@@ -256,18 +256,22 @@ _EXTENSIBLE = ("max_steps", "val_every", "checkpoint_every")
 
 
 def _without_step_counts(record: dict[str, Any]) -> dict[str, Any]:
+    """The run's record less what may change between resumes: step counts, and how the trainer runs (threads, devices)."""
     config = json.loads(json.dumps(record["config"]))
     for stage in ("vae", "fp", "ddpm"):
         for key in _EXTENSIBLE:
             config.get(stage, {}).pop(key, None)
+    for key in ("threads", "num_workers", "mkldnn", "channels_last"):
+        config.get("trainer", {}).pop(key, None)
+    config.get("ddpm", {}).pop("sampling", None)  # how the finished model samples: written into the bundle, no effect on training
     return {**record, "config": config}
 
 
 def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
     """Refuse a folder holding a run of another config or dataset; record this run's config.
 
-    Only the step counts (``max_steps``, ``val_every``, ``checkpoint_every``) may differ: training a
-    stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
+    Only the step counts (``max_steps``, ``val_every``, ``checkpoint_every``) and the CPU settings of the
+    trainer (``threads``, ``num_workers``, ``mkldnn``, ``channels_last``) and the bundle's ``ddpm.sampling`` defaults may differ: training a stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
     continues from its last checkpoint).
     """
     record = {"config": config.model_dump(mode="json"), "n_samples": n_samples}
