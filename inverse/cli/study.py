@@ -80,6 +80,8 @@ def run(
     verify: Annotated[int, typer.Option("--verify", metavar="K", help="Then simulate the top K recipes (microdesign verify); 0: off.")] = 0,
     verify_seeds: Annotated[int, typer.Option("--verify-seeds", help="Simulations per verified recipe.")] = 4,
     verify_preset: Annotated[str | None, typer.Option("--verify-preset", help="Dataset preset to verify with (MicroGen3D weights).")] = None,
+    refine: Annotated[bool, typer.Option("--refine", help="With --verify: search recipes with the simulator until one verifies.")] = False,
+    budget: Annotated[int, typer.Option("--budget", help="--refine: most simulator runs of the search.")] = 48,
 ) -> None:
     """Run or resume a study, then print its ranked recipes (and verify the top ones by simulation with --verify)."""
     from generator.errors import InvalidInputError
@@ -89,6 +91,11 @@ def run(
 
     if verify < 0 or verify_seeds < 1:
         raise InvalidInputError(f"verify: need K >= 0 and --verify-seeds >= 1, got {verify} and {verify_seeds}")
+    if refine and not verify:
+        raise InvalidInputError("refine: --refine goes on from the verification; give --verify K as well")
+    from inverse.cli.verify import check_refine_options
+
+    check_refine_options(refine, budget, 3)
     study_spec = load_spec(spec, generator=model, sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
     study = run_study(study_spec, n_trials=n_trials, progress=progress)
     posterior = study_posterior(study)
@@ -103,7 +110,7 @@ def run(
 
         run_verification(study, storage_url=study_spec.storage or default_storage_url(study_spec.name), top_k=verify,
                          seeds=verify_seeds, seed=None, model=model, kind=None, preset=verify_preset, max_steps=None,
-                         store=True, progress=progress)
+                         store=True, progress=progress, refine=refine, budget=budget)
 
 
 @study_app.command("report")

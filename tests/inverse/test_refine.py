@@ -1,0 +1,104 @@
+"""Physics-refined recipes: a search with the real Cahn-Hilliard simulator in the loop (tiny preset, short runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from generator.errors import InvalidInputError
+from generator.physics.presets import load_preset
+from inverse import refine, verify
+from inverse.spec import Target
+
+SEEDS = 2
+BOX = {"phi": (0.4, 0.6), "chi": (2.9, 3.4), "log_time": (1.0, 1.3)}
+
+
+@pytest.fixture(scope="module")
+def settings() -> verify.SimulationSettings:
+    return verify.SimulationSettings(ch=load_preset("tiny").ch, n_phases=2, preset="tiny", source="preset")
+
+
+@pytest.fixture(scope="module")
+def reachable(settings):  # noqa: ANN001, ANN201
+    """Targets measured on the films of a known recipe (same seeds as the search): that recipe meets them."""
+    recipe = {"phi": 0.47, "chi": 3.2, "log_time": 1.2}
+    simulated, *_ = refine.evaluate_recipe(recipe, settings, {}, {}, [refine.REFINE_SEED + i for i in range(SEEDS)], n_jobs=1)
+    mean = simulated.mean()
+    targets = {n: Target(equal=float(mean[n]), tolerance=0.03) for n in ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1")}
+    return recipe, targets
+
+
+def _search(settings, targets, url, name, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    scales = {n: 0.1 for n in targets}
+    return refine.search_recipes(targets, scales, settings, storage=url, study_name=name, n_seeds=SEEDS, bounds=BOX, n_jobs=1, **kwargs)
+
+
+def test_warm_start_at_the_true_recipe_verifies_at_once(settings, reachable, tmp_path):
+    recipe, targets = reachable
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    result = _search(settings, targets, url, "hit", budget=8, warm_start=[recipe, {"phi": 0.59, "chi": 2.95, "log_time": 1.0}])
+    assert result.status == "verified" and result.runs_to_verified == SEEDS == result.n_runs
+    assert result.verified.recipe == pytest.approx(recipe) and result.verified.source == "posterior"
+    assert result.verified.simulated.shape[0] == SEEDS and set(result.verified.seconds) == {"simulate", "measure"}
+    assert "verified" in result.message(8)
+
+
+def test_budget_exhaustion_resume_and_no_lost_simulation(settings, reachable, tmp_path):
+    recipe, _ = reachable
+    impossible = {"ABS_f_D": Target(equal=0.95, tolerance=0.01)}
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    known = refine.evaluate_recipe(recipe, settings, {}, {}, [7], n_jobs=1)[0]
+    seen: list[int] = []
+
+    def kill_after_two(trail):  # noqa: ANN001, ANN202
+        seen.append(len(trail))
+        if len(trail) == 3:
+            raise KeyboardInterrupt  # killed right after the second simulated recipe was committed
+
+    with pytest.raises(KeyboardInterrupt):
+        _search(settings, impossible, url, "miss", budget=9, known=[(recipe, [7], known)], on_candidate=kill_after_two)
+    stored = optuna.load_study(study_name="miss", storage=url)
+    done = [t for t in stored.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and done[0].user_attrs["source"] == "verification" and done[0].user_attrs["seeds"] == [7]
+    first = [t.user_attrs["recipe"] for t in done]
+
+    # resumed: the three candidates are kept (not simulated again), the budget counts them (1 + 2 + 2 + 2 + 2 = 9 runs)
+    result = _search(settings, impossible, url, "miss", budget=9, known=[(recipe, [7], known)])
+    assert result.status == "exhausted" and result.verified is None and result.runs_to_verified is None
+    assert [c.recipe for c in result.trail[:3]] == first and len(result.trail) == 5 and result.n_runs == 9
+    assert all(BOX[n][0] <= c.recipe[n] <= BOX[n][1] for c in result.trail for n in verify.RECIPE)
+    assert result.best.score == min(c.score for c in result.trail) > 0
+    message = result.message(9)
+    assert message.startswith("budget exhausted: no recipe met the targets within 9 simulator runs (5 recipes)") and "--budget" in message
+    # a finished search run again simulates nothing more
+    assert _search(settings, impossible, url, "miss", budget=9).n_runs == 9
+
+
+def test_bad_input_is_refused_before_simulating(settings, reachable, tmp_path):
+    _, targets = reachable
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with pytest.raises(InvalidInputError, match="no targets"):
+        _search(settings, {}, url, "x")
+    with pytest.raises(InvalidInputError, match="budget: 1 simulator runs do not pay for one recipe of 2 runs"):
+        _search(settings, targets, url, "x", budget=1)
+    with pytest.raises(InvalidInputError, match="needs .* time steps, more than the limit 10"):
+        _search(settings, targets, url, "x", max_steps=10)
+    with pytest.raises(InvalidInputError, match="refine-seeds"):
+        refine.search_recipes(targets, {}, settings, storage=url, study_name="x", n_seeds=0, bounds=BOX)
+    assert optuna.get_all_study_summaries(url) == []
+
+
+def test_recipe_bounds(settings):
+    import pandas as pd
+
+    from inverse.spec import Bound
+
+    table = pd.DataFrame({"phi": [0.4, 0.6], "chi": [2.9, 3.4], "log_time": [1.0, 1.5]})
+    assert refine.recipe_bounds(settings, table) == {"phi": (0.4, 0.6), "chi": (2.9, 3.4), "log_time": (1.0, 1.5)}
+    narrowed = refine.recipe_bounds(settings, table, recipe_bounds={"chi": Bound(at_most=3.0)})
+    assert narrowed["chi"] == (2.9, 3.0)
+    with pytest.raises(InvalidInputError, match="search range of chi is empty"):
+        refine.recipe_bounds(settings, table, recipe_bounds={"chi": Bound(at_least=3.6)})
+    assert np.isclose(refine.recipe_bounds(settings, None, max_steps=1000)["log_time"][1], np.log10(1000 * settings.ch.dt))
