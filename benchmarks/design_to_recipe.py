@@ -13,8 +13,9 @@ bundle's ``simulation`` record, at the size of the generated films).
    held-out films whose true recipe lies inside the posterior's 80 % region
    (goal 75-85 %) and inside each variable's 80 % interval, the interval
    widths, and the degenerate ``(chi, log_time)`` direction.
-3. **Reachable targets.** Held-out films (one per series, a random snapshot)
-   become targets: each ``--descriptors`` value ``± --tolerance``. A target is
+3. **Reachable targets.** Held-out films
+   (in a seeded random order, at most ``--per-series`` per series) become
+   targets: each ``--descriptors`` value ``± --tolerance``. A target is
    *reachable* when its film's own recipe, simulated over ``--seeds`` runs
    (the verification seeds), meets it on the mean; unreachable ones are
    skipped (counted) until ``--n-targets`` reachable ones are found.
@@ -260,6 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-targets", type=int, default=20)
     parser.add_argument("--series", type=int, default=24, help="held-out series (coverage films and target candidates)")
     parser.add_argument("--heldout-seed", type=int, default=9000)
+    parser.add_argument("--per-series", type=int, default=2, help="most target candidates from one held-out series")
+    parser.add_argument("--max-candidates", type=int, default=None, help="films tried as targets (default 10 x --n-targets)")
     parser.add_argument("--descriptors", default=",".join(DESCRIPTORS), help="target descriptors (comma-separated fractions)")
     parser.add_argument("--tolerance", type=float, default=0.03)
     parser.add_argument("--seeds", type=int, default=3, help="runs per recipe")
@@ -292,8 +295,15 @@ def main(argv: list[str] | None = None) -> dict:
     cov = coverage(posterior, films)
     print(f"coverage: joint {cov['joint']:.2f}, marginal {cov['marginal']}", flush=True)
 
-    rng = np.random.default_rng(args.heldout_seed)
-    candidates = [films[films["series"] == s].iloc[int(rng.integers(0, (films["series"] == s).sum()))] for s in range(args.series)]
+    # candidate targets: held-out films in a seeded random order, at most --per-series of one series
+    order = np.random.default_rng(args.heldout_seed).permutation(len(films))
+    picked, per_series = [], {}
+    for index in order:
+        series = int(films.iloc[index]["series"])
+        if per_series.get(series, 0) < args.per_series:
+            per_series[series] = per_series.get(series, 0) + 1
+            picked.append(index)
+    candidates = [films.iloc[i] for i in picked[: args.max_candidates or 10 * args.n_targets]]
     verify_seeds = [DEFAULT_SEED + k for k in range(args.seeds)]
     rows, tried, run_seconds = [], 0, []
     with tempfile.TemporaryDirectory() as tmp:

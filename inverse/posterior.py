@@ -333,6 +333,12 @@ class RecipePosterior:
         frame = descriptors[[c for c in descriptors.columns if c in self.features]]
         return self.predict(frame.mean(numeric_only=True).to_dict())
 
+    def predict_volumes(self, volumes: np.ndarray, *, n_jobs: int | None = None, n_phases: int | None = None) -> RecipeDistribution:
+        """The recipe posterior of a design given as label volumes ``(n, X, Y, Z)``: measured (in parallel), then :meth:`predict_set`."""
+        from generator.descriptors import compute_batch
+
+        return self.predict_set(pd.DataFrame(compute_batch(list(volumes), n_jobs=n_jobs, n_phases=n_phases)).astype(float))
+
     # ------------------------------------------------------------------ the (chi, time) trade-off
 
     def degenerate_direction(self) -> dict[str, Any]:

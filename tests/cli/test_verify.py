@@ -79,6 +79,8 @@ def test_study_run_verify_stores_and_verify_reports(verified_study, monkeypatch,
     (["--preset", "nosuch"], "unknown preset 'nosuch'"),
     (["--max-steps", "0"], "max-steps: must be >= 1"),
     (["--max-steps", "2"], "raise --max-steps"),
+    (["--refine", "--budget", "2", "--refine-seeds", "3"], "budget: 2 simulator runs do not pay for one recipe of 3 runs"),
+    (["--refine", "--refine-seeds", "0"], "refine-seeds: must be >= 1"),
     pytest.param(["--device", "cuda"], "device: 'cuda' is not available", marks=pytest.mark.skipif(
         __import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
@@ -103,3 +105,11 @@ def test_study_run_rejects_a_negative_verify(tmp_path, monkeypatch, capsys):
     spec.write_text(SPEC.format(bundle=tmp_path / "unused.pt"))
     code, _, err = _run(monkeypatch, capsys, "study", "run", str(spec), "--verify", "-1")
     assert code == 2 and "verify: need K >= 0" in err
+
+
+def test_study_run_refine_needs_verify(tmp_path, monkeypatch, capsys):
+    spec = tmp_path / "x.toml"
+    spec.write_text(SPEC.format(bundle=tmp_path / "unused.pt"))
+    code, _, err = _run(monkeypatch, capsys, "study", "run", str(spec), "--refine")
+    assert code == 2 and "refine: --refine goes on from the verification; give --verify K" in err
+    assert not (tmp_path / "runs").exists()

@@ -89,3 +89,15 @@ def test_bad_input_is_refused(training_table):
         posterior.predict(training_table.drop(columns=["norm_STAT_e"]).head(2))
     with pytest.raises(InvalidInputError, match="no film"):
         posterior.predict_set(training_table.head(0))
+
+
+def test_a_design_given_as_volumes(split):
+    from generator.descriptors import compute_batch
+    from tests.inverse.conftest import random_field_volumes
+
+    posterior, _ = split
+    volumes, _ = random_field_volumes(3)
+    measured = pd.DataFrame(compute_batch(list(volumes), n_jobs=1))
+    by_volumes = posterior.predict_volumes(volumes, n_jobs=2)
+    np.testing.assert_allclose(by_volumes.mean, posterior.predict_set(measured).mean)
+    np.testing.assert_allclose(by_volumes.mean, posterior.predict(measured.mean().to_dict()).mean)

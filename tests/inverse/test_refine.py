@@ -15,6 +15,15 @@ SEEDS = 2
 BOX = {"phi": (0.4, 0.6), "chi": (2.9, 3.4), "log_time": (1.0, 1.3)}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One torch thread: the runs are small, and threads only wait on each other on a busy machine."""
+    from generator.physics.cahn_hilliard import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def settings() -> verify.SimulationSettings:
     return verify.SimulationSettings(ch=load_preset("tiny").ch, n_phases=2, preset="tiny", source="preset")
@@ -102,3 +111,33 @@ def test_recipe_bounds(settings):
     with pytest.raises(InvalidInputError, match="search range of chi is empty"):
         refine.recipe_bounds(settings, table, recipe_bounds={"chi": Bound(at_least=3.6)})
     assert np.isclose(refine.recipe_bounds(settings, None, max_steps=1000)["log_time"][1], np.log10(1000 * settings.ch.dt))
+
+
+@pytest.mark.slow
+def test_refine_a_study_trial_stores_the_trail(tiny_bundle, tmp_path):
+    """A tiny study whose target no film meets: the verified recipe misses, the refinement runs out of budget."""
+    from inverse.search import run_study
+    from inverse.spec import parse_spec
+
+    url = f"sqlite:///{tmp_path / 'hard.db'}"
+    spec = parse_spec({
+        "name": "hard", "generator": str(tiny_bundle), "sampler": "random", "n_trials": 2, "n_startup_trials": 1,
+        "samples_per_trial": 2, "seed": 1, "generation": {"steps": 4}, "targets": {"ABS_f_D": {"equal": 0.97, "tolerance": 0.01}},
+    })
+    study = run_study(spec, storage=url, runs_dir=tmp_path, progress=False)
+    measured = [t for t in study.trials if t.user_attrs.get("status") == "measured"]
+    assert measured and all(set(t.user_attrs["seconds"]) == {"generate", "measure", "recipe", "storage"} for t in measured)
+    assert all(t.user_attrs["recipe_posterior"]["level"] == 0.8 for t in measured)
+    report = verify.verify_study(study, top_k=1, n_seeds=1, storage_url=url, runs_dir=tmp_path)
+    first = report.results[0]
+    assert not first.meets_targets
+    lines: list[str] = []
+    result = refine.refine_trial(study, first, report.settings, storage=url, budget=3, n_seeds=1, n_warm_start=2, progress=lines.append)
+    assert result.status == "exhausted" and result.n_runs == 3 and len(result.trail) == 3 and len(lines) == 3
+    assert [c.source for c in result.trail] == ["verification", "posterior", "posterior"]
+    assert result.trail[0].recipe == pytest.approx(first.recipe) and result.trail[0].seeds == first.seeds
+    stored = optuna.load_study(study_name="hard", storage=url).user_attrs[refine.REFINEMENT_ATTR]["trials"][str(first.trial)]
+    assert stored["status"] == "exhausted" and stored["n_runs"] == 3 and stored["verified_recipe"] is None
+    assert [c["source"] for c in stored["trail"]] == ["verification", "posterior", "posterior"]
+    assert stored["refine_study"] == refine.refine_study_name("hard", first.trial)
+    assert len(optuna.load_study(study_name=stored["refine_study"], storage=url).trials) == 3
