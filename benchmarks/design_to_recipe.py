@@ -91,6 +91,26 @@ def heldout_films(settings, table: pd.DataFrame, n_series: int, seed: int, devic
     return pd.DataFrame(rows)
 
 
+def heldout_from_file(path: str, settings) -> pd.DataFrame:  # noqa: ANN001
+    """The held-out films of an HDF5 dataset (``microdesign simulate --seed 9000 ...``), described here when needed.
+
+    Its films must have the verification size (the generated films') and the model's physics.
+    """
+    from generator.data.hdf5 import read_root_attributes
+    from generator.descriptors import describe_dataset
+    from generator.errors import InvalidInputError
+    from generator.training.data import open_dataset, sample_table
+
+    table = sample_table(open_dataset(path))
+    if "ABS_f_D" not in table.columns:
+        describe_dataset(path, progress=False)
+        table = sample_table(open_dataset(path))
+    shape = tuple(read_root_attributes(path).get("ch_parameters", {}).get("shape", ()))
+    if shape and tuple(shape) != tuple(settings.ch.shape):
+        raise InvalidInputError(f"--heldout: its films are {list(shape)}, the verification films {list(settings.ch.shape)}")
+    return table
+
+
 def coverage(posterior, films: pd.DataFrame) -> dict:  # noqa: ANN001
     """Calibration of the posterior on held-out films."""
     dist = posterior.predict(films)
@@ -261,6 +281,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-targets", type=int, default=20)
     parser.add_argument("--series", type=int, default=24, help="held-out series (coverage films and target candidates)")
     parser.add_argument("--heldout-seed", type=int, default=9000)
+    parser.add_argument("--heldout", default=None,
+                        help="an HDF5 dataset of held-out films to use instead of simulating them "
+                             "(e.g. microdesign simulate --preset film --seed 9000 --n-series 12 --grid 128x128x64)")
     parser.add_argument("--per-series", type=int, default=2, help="most target candidates from one held-out series")
     parser.add_argument("--max-candidates", type=int, default=None, help="films tried as targets (default 10 x --n-targets)")
     parser.add_argument("--descriptors", default=",".join(DESCRIPTORS), help="target descriptors (comma-separated fractions)")
@@ -290,8 +313,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"{posterior.n_series} training series", flush=True)
 
     start = time.perf_counter()
-    films = heldout_films(settings, table, args.series, args.heldout_seed, args.device)
-    print(f"held-out films: {len(films)} from {args.series} series in {time.perf_counter() - start:.0f} s", flush=True)
+    if args.heldout:
+        films = heldout_from_file(args.heldout, settings)
+    else:
+        films = heldout_films(settings, table, args.series, args.heldout_seed, args.device)
+    print(f"held-out films: {len(films)} from {films['series'].nunique()} series in {time.perf_counter() - start:.0f} s", flush=True)
     cov = coverage(posterior, films)
     print(f"coverage: joint {cov['joint']:.2f}, marginal {cov['marginal']}", flush=True)
 
