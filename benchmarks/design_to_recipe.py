@@ -13,6 +13,9 @@ bundle's ``simulation`` record, at the size of the generated films).
    held-out films whose true recipe lies inside the posterior's 80 % region
    (goal 75-85 %) and inside each variable's 80 % interval, the interval
    widths, and the degenerate ``(chi, log_time)`` direction.
+   With ``--target-films K`` each series is run K times (other seeds) and a
+   target is measured on the mean of the K films of one snapshot (default 1;
+   ``--quick``: 4, because one 32x32x16 film is too noisy for ±0.03).
 3. **Reachable targets.** Held-out films
    (in a seeded random order, at most ``--per-series`` per series) become
    targets: each ``--descriptors`` value ``± --tolerance``. A target is
@@ -71,8 +74,11 @@ RESULTS = REPO / "benchmarks" / "results"
 DESCRIPTORS = ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1", "norm_STAT_e")
 
 
-def heldout_films(settings, table: pd.DataFrame, n_series: int, seed: int, device: str | None) -> pd.DataFrame:  # noqa: ANN001
-    """Descriptors and recipes of every snapshot of ``n_series`` new series (Halton (phi, chi), seeds ``seed + i``)."""
+def heldout_films(settings, table: pd.DataFrame, n_series: int, seed: int, device: str | None, replicates: int = 1) -> pd.DataFrame:  # noqa: ANN001
+    """Descriptors and recipes of every snapshot of ``n_series`` new series (Halton (phi, chi)).
+
+    Each series is run ``replicates`` times (noise seeds ``seed + i + 100000 r``), column ``replicate``.
+    """
     from generator.descriptors import compute_batch
     from generator.physics.cahn_hilliard import simulate
     from generator.physics.presets import DatasetPreset
@@ -82,13 +88,24 @@ def heldout_films(settings, table: pd.DataFrame, n_series: int, seed: int, devic
                            phi0_range=(float(table["phi"].min()), float(table["phi"].max())),
                            chi_range=(float(table["chi"].min()), float(table["chi"].max())), ch=settings.ch)
     phi0, chi, seeds = preset.series_parameters()
+    k = len(phi0)
+    series = np.tile(np.arange(k), replicates)
+    replicate = np.repeat(np.arange(replicates), k)
+    run_seeds = np.tile(seeds, replicates) + 100_000 * replicate
     rows = []
-    for snap in simulate(settings.ch, phi0, chi, seeds, device=device):
+    for snap in simulate(settings.ch, phi0[series], chi[series], run_seeds, device=device):
         labels = label_fields(snap.fields, settings.n_phases)
         for i, d in enumerate(compute_batch(list(labels), n_phases=settings.n_phases)):
-            rows.append({**d, "series": i, "seed": int(seeds[i]), "phi": phi0[i], "chi": chi[i], "log_time": snap.log_time,
-                         "snapshot": snap.index})
+            rows.append({**d, "series": int(series[i]), "replicate": int(replicate[i]), "seed": int(run_seeds[i]),
+                         "phi": phi0[series[i]], "chi": chi[series[i]], "log_time": snap.log_time, "snapshot": snap.index})
     return pd.DataFrame(rows)
+
+
+def target_films(films: pd.DataFrame) -> pd.DataFrame:
+    """One row per (series, snapshot): the mean descriptors of its replicates (the films a target is measured on)."""
+    if "replicate" not in films.columns:
+        return films.reset_index(drop=True)
+    return films.groupby(["series", "snapshot"], as_index=False).mean(numeric_only=True)
 
 
 def heldout_from_file(path: str, settings) -> pd.DataFrame:  # noqa: ANN001
@@ -251,7 +268,8 @@ def print_table(summary: dict) -> None:
                   f"chi {cov['interval_width']['chi']:.3f}, log t {cov['interval_width']['log_time']:.3f}")
     console.print(f"degenerate (chi, log t) direction (training-std units): {np.round(d['direction'], 3).tolist()}, "
                   f"d log t / d chi = {d['slope']:.3f}, residual correlation {d['correlation']:.2f}, std ratio {d['std_ratio']:.1f}")
-    out = Table(title=f"design -> recipe on {summary['model']} ({summary['n_targets']} reachable targets, ±{summary['tolerance']})")
+    out = Table(title=f"design -> recipe on {summary['model']} ({summary['n_targets']} reachable targets: mean of "
+                      f"{summary['target_films']} film(s) ±{summary['tolerance']})")
     for column in ("method", "verified", "median runs", "median sim. s", "median wall s", "mean runs (all)", "|Δφ|", "Δ non-degen.", "Δ degen."):
         out.add_column(column, justify="right")
     names = {"a": "(a) toolkit: generator + verify + refine", "b": "(b) physics-only TPE", "c": "(c) generator + verify, no refinement"}
@@ -277,7 +295,8 @@ def print_table(summary: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="generator bundle (default: the shipped model)")
-    parser.add_argument("--quick", action="store_true", help="CI-sized: 4 targets, 6 trials, budgets 12 / 24 runs, 8 held-out series")
+    parser.add_argument("--quick", action="store_true",
+                        help="CI-sized: 4 targets, 6 trials, budgets 12 / 24 runs, 8 held-out series, targets the mean of 4 films ± 0.05")
     parser.add_argument("--n-targets", type=int, default=20)
     parser.add_argument("--series", type=int, default=24, help="held-out series (coverage films and target candidates)")
     parser.add_argument("--heldout-seed", type=int, default=9000)
@@ -287,7 +306,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--per-series", type=int, default=2, help="most target candidates from one held-out series")
     parser.add_argument("--max-candidates", type=int, default=None, help="films tried as targets (default 10 x --n-targets)")
     parser.add_argument("--descriptors", default=",".join(DESCRIPTORS), help="target descriptors (comma-separated fractions)")
-    parser.add_argument("--tolerance", type=float, default=0.03)
+    parser.add_argument("--tolerance", type=float, default=None, help="± on each target descriptor (default 0.03; --quick 0.05)")
+    parser.add_argument("--target-films", type=int, default=None,
+                        help="held-out films (seeds) of one recipe whose mean is a target (default 1; --quick 4: 32x32x16 films are noisy)")
     parser.add_argument("--seeds", type=int, default=3, help="runs per recipe")
     parser.add_argument("--n-trials", type=int, default=16, help="generator trials per target")
     parser.add_argument("--samples", type=int, default=None, help="samples per trial (default: the spec default)")
@@ -300,6 +321,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.n_targets, args.series, args.n_trials = min(args.n_targets, 4), min(args.series, 8), min(args.n_trials, 6)
         args.budget, args.baseline_budget = min(args.budget, 12), min(args.baseline_budget, 24)
+    args.tolerance = args.tolerance if args.tolerance is not None else (0.05 if args.quick else 0.03)
+    args.target_films = args.target_films if args.target_films is not None else (4 if args.quick else 1)
+    if args.heldout and args.target_films != 1:
+        parser.error("--heldout datasets have one film per recipe and snapshot: use --target-films 1")
     args.descriptors = [d.strip() for d in args.descriptors.split(",") if d.strip()]
     out_path = Path(args.out or RESULTS / ("design_to_recipe_quick.json" if args.quick else "design_to_recipe.json"))
 
@@ -316,20 +341,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.heldout:
         films = heldout_from_file(args.heldout, settings)
     else:
-        films = heldout_films(settings, table, args.series, args.heldout_seed, args.device)
+        films = heldout_films(settings, table, args.series, args.heldout_seed, args.device, replicates=args.target_films)
     print(f"held-out films: {len(films)} from {films['series'].nunique()} series in {time.perf_counter() - start:.0f} s", flush=True)
     cov = coverage(posterior, films)
     print(f"coverage: joint {cov['joint']:.2f}, marginal {cov['marginal']}", flush=True)
 
-    # candidate targets: held-out films in a seeded random order, at most --per-series of one series
-    order = np.random.default_rng(args.heldout_seed).permutation(len(films))
+    # candidate targets: held-out films (the mean of their replicates) in a seeded random order, at most --per-series per series
+    pool = target_films(films)
+    order = np.random.default_rng(args.heldout_seed).permutation(len(pool))
     picked, per_series = [], {}
     for index in order:
-        series = int(films.iloc[index]["series"])
+        series = int(pool.iloc[index]["series"])
         if per_series.get(series, 0) < args.per_series:
             per_series[series] = per_series.get(series, 0) + 1
             picked.append(index)
-    candidates = [films.iloc[i] for i in picked[: args.max_candidates or 10 * args.n_targets]]
+    candidates = [pool.iloc[i] for i in picked[: args.max_candidates or 10 * args.n_targets]]
     verify_seeds = [DEFAULT_SEED + k for k in range(args.seeds)]
     rows, tried, run_seconds = [], 0, []
     with tempfile.TemporaryDirectory() as tmp:
@@ -352,6 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
     per_run = float(np.mean(run_seconds)) if run_seconds else float("nan")
     summary = {
         "model": str(args.model), "quick": args.quick, "film_shape": list(settings.ch.shape), "tolerance": args.tolerance,
+        "target_films": args.target_films,
         "descriptors": args.descriptors, "seeds": args.seeds, "n_trials": args.n_trials, "budget": args.budget,
         "baseline_budget": args.baseline_budget, "n_targets": len(rows), "n_candidates": tried, "per_run_s": per_run,
         "coverage": cov, "methods": {k: summarise(rows, k, per_run) for k in ("a", "b", "c")},
