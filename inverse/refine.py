@@ -295,11 +295,16 @@ def search_recipes(
     seeds = [int(seed) + i for i in range(int(n_seeds))]
     startup = n_startup_trials if n_startup_trials is not None else (0 if warm_start or known else 6)
     rdb = storage_mod.open_storage(storage) if isinstance(storage, str) else storage
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study = optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
-                                    sampler=make_sampler(sampler, seed=sampler_seed, n_startup_trials=max(startup, 1)))
-    storage_mod.fail_stale_trials(study)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study = optuna.create_study(study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True,
+                                        sampler=make_sampler(sampler, seed=sampler_seed, n_startup_trials=max(startup, 1)))
+            storage_mod.fail_stale_trials(study)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     distributions = {n: optuna.distributions.FloatDistribution(*bounds[n]) for n in RECIPE}
 
     def clip(recipe: Mapping[str, float]) -> dict[str, float]:
