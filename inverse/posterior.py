@@ -410,18 +410,22 @@ def _local_covariance(residuals: np.ndarray, index: np.ndarray, ridge: float = 1
     return cov + ridge * np.eye(residuals.shape[1])
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_posterior(key: str, mtime: float, level: float) -> RecipePosterior:
+@functools.lru_cache(maxsize=8)
+def _cached_posterior(key: str, mtime: float, level: float, features: tuple[str, ...] | None) -> RecipePosterior:
     from inverse.verify import read_model_record
 
     record = read_model_record(key)
     if record.descriptor_table is None:
         raise InvalidInputError("posterior: the model carries no training-descriptor table (MicroGen3D weights); no recipe posterior")
-    return RecipePosterior.fit(record.descriptor_table, level=level)
+    return RecipePosterior.fit(record.descriptor_table, level=level, features=features)
 
 
-def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: float = DEFAULT_LEVEL) -> RecipePosterior:
-    """The recipe posterior of a bundle's training data (fitted once per process and bundle file).
+def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: float = DEFAULT_LEVEL,
+                        features: Sequence[str] | None = None) -> RecipePosterior:
+    """The recipe posterior of a bundle's training data (fitted once per process, bundle file and feature set).
+
+    ``features`` restricts it to some descriptors (e.g. a study's target descriptors,
+    :func:`inverse.refine.target_posterior`); default :func:`intensive_features`.
 
     Raises
     ------
@@ -434,4 +438,4 @@ def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: flo
 
     path = DEFAULT_BUNDLE if str(model) == "default" else os.fspath(model)
     mtime = os.path.getmtime(path) if os.path.isfile(path) else 0.0
-    return _cached_posterior(str(model), mtime, float(level))
+    return _cached_posterior(str(model), mtime, float(level), tuple(features) if features is not None else None)

@@ -369,6 +369,47 @@ def _result(done: list[Candidate], study_name: str) -> SearchResult:
                         runs_to_verified=to_verified, seconds=seconds, study_name=study_name)
 
 
+def target_center(targets: Mapping[str, Target], table: pd.DataFrame) -> dict[str, float]:
+    """A point inside each target's accepted interval: ``equal``, the middle of ``[at_least, at_most]``, or a
+    one-sided bound moved half a training std inside (clipped to the training range)."""
+    center = {}
+    for name, target in targets.items():
+        lo, hi = target.interval
+        column = table[name].to_numpy(dtype=float)
+        step = 0.5 * float(np.nanstd(column))
+        if np.isfinite(lo) and np.isfinite(hi):
+            value = 0.5 * (lo + hi)
+        elif np.isfinite(lo):
+            value = min(lo + step, float(np.nanmax(column)))
+        else:
+            value = max(hi - step, float(np.nanmin(column)))
+        center[name] = float(value)
+    return center
+
+
+def target_posterior(targets: Mapping[str, Target], model: str, n: int, *, seed: int = 0) -> list[dict[str, float]]:
+    """Recipes for the *targets* themselves: the mean and ``n - 1`` draws of the recipe posterior given only the
+    target descriptors (:func:`inverse.posterior.posterior_for_model` on those features) at :func:`target_center`.
+
+    ``[]`` when the model has no training table or no target is an intensive descriptor of it.
+    """
+    from inverse.posterior import intensive_features, posterior_for_model
+    from inverse.verify import read_model_record
+
+    if n < 1:
+        return []
+    table = read_model_record(model).descriptor_table
+    if table is None:
+        return []
+    names = [name for name in targets if name in intensive_features(table)]
+    if not names:
+        return []
+    posterior = posterior_for_model(model, features=names)
+    dist = posterior.predict(target_center({k: targets[k] for k in names}, table))
+    recipes = [dist.mean[0], *dist.sample(0, n - 1, seed=seed)] if n > 1 else [dist.mean[0]]
+    return [dict(zip(RECIPE, map(float, r))) for r in recipes]
+
+
 # ----------------------------------------------------------------------------- studies
 
 def refine_study_name(study_name: str, trial: int) -> str:
@@ -428,8 +469,11 @@ def refine_trial(
 ) -> SearchResult:
     """Refine the recipe of one verified trial (an :class:`inverse.verify.RecipeVerification`) with the simulator in the loop.
 
-    The verified recipe and its runs are the first candidate; ``n_warm_start``
-    draws of the trial's recipe posterior come next, then the sampler. The box
+    The verified recipe and its runs are the first candidate. The warm start
+    comes next: the recipe posterior of the *targets* (given the target
+    descriptors alone, :func:`target_posterior`: its mean and ``n_warm_start - 1``
+    draws), and one draw of the trial's own recipe posterior (what the
+    generator's design suggests); then the sampler. The box
     is the training data's recipe range within the spec's ``[recipe]`` bounds.
     With ``store``, the trail goes into the study's ``refinement`` attribute
     after every candidate.
@@ -450,10 +494,11 @@ def refine_trial(
     bounds = recipe_bounds(settings, record.descriptor_table, max_steps, spec.recipe)
     warm: list[dict[str, float]] = []
     try:
+        warm = target_posterior(spec.targets, spec.generator, n_warm_start, seed=seed)
         posterior = posterior_for_model(spec.generator)
         measured = study.trials[verification.trial].user_attrs.get("measured_mean", {})
-        dist = posterior.predict(measured)
-        warm = [dict(zip(RECIPE, row)) for row in dist.sample(0, n_warm_start, seed=seed)] if n_warm_start > 0 else []
+        if n_warm_start > 0:
+            warm.append(dict(zip(RECIPE, posterior.predict(measured).sample(0, 1, seed=seed)[0])))
     except InvalidInputError:
         pass  # no posterior (MicroGen3D weights): the verified recipe alone warm-starts the search
     known = [(verification.recipe, verification.seeds, verification.simulated)]

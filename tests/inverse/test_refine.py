@@ -141,3 +141,20 @@ def test_refine_a_study_trial_stores_the_trail(tiny_bundle, tmp_path):
     assert [c["source"] for c in stored["trail"]] == ["verification", "posterior", "posterior"]
     assert stored["refine_study"] == refine.refine_study_name("hard", first.trial)
     assert len(optuna.load_study(study_name=stored["refine_study"], storage=url).trials) == 3
+
+
+def test_warm_start_from_the_posterior_of_the_targets():
+    from inverse.verify import read_model_record
+
+    table = read_model_record("default").descriptor_table
+    targets = {"ABS_f_D": Target(equal=0.45, tolerance=0.03), "CT_f_D_tort1": Target(at_least=0.6),
+               "STAT_e": Target(at_least=100.0)}  # a count: not a feature of the posterior, ignored
+    center = refine.target_center(targets, table)
+    assert center["ABS_f_D"] == 0.45 and 0.6 < center["CT_f_D_tort1"] <= table["CT_f_D_tort1"].max()
+    recipes = refine.target_posterior(targets, "default", 3, seed=1)
+    assert len(recipes) == 3 and recipes == refine.target_posterior(targets, "default", 3, seed=1)
+    # the donor fraction pins phi: training films with ABS_f_D near 0.45 have phi near 0.45
+    near = table[(table["ABS_f_D"] - 0.45).abs() < 0.02]
+    assert abs(recipes[0]["phi"] - near["phi"].mean()) < 0.03
+    assert refine.target_posterior({"STAT_e": Target(at_least=1.0)}, "default", 3) == []
+    assert refine.target_posterior(targets, "default", 0) == []
