@@ -227,6 +227,7 @@ def summarise(rows: list[dict], key: str, per_run_s: float) -> dict:
         "median_sim_s_to_verified": median([d["runs"] * per_run_s for d in ok]),
         "median_wall_s_to_verified": median([d["wall_s"] for d in ok]),
         "mean_runs_all": float(np.mean([d["runs"] for d in done])) if done else None,
+        "total_runs": int(sum(d["runs"] for d in done)),
         "median_dphi": median([d["distance"]["phi"] for d in ok if d["distance"]]),
         "median_non_degenerate": median([d["distance"]["non_degenerate"] for d in ok if d["distance"]]),
         "median_degenerate": median([d["distance"]["degenerate"] for d in ok if d["distance"]]),
@@ -392,6 +393,8 @@ def main(argv: list[str] | None = None) -> dict:
     a, b = summary["methods"]["a"], summary["methods"]["b"]
     if a["median_sim_s_to_verified"] and b["median_sim_s_to_verified"]:
         summary["sim_time_ratio_a_over_b"] = a["median_sim_s_to_verified"] / b["median_sim_s_to_verified"]
+    if a["total_runs"] and b["total_runs"]:  # every target, failures counted at their budget
+        summary["runs_ratio_a_over_b_all_targets"] = a["total_runs"] / b["total_runs"]
     print_table(summary)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_path) as tmp_out:

@@ -7,8 +7,12 @@ whose objective is the study's own score of the *simulated* films (the mean
 descriptors of ``seeds`` runs, simulated together in one batch,
 :func:`inverse.verify.simulate_recipes`). It is warm-started from the recipe
 posterior (the verified recipe is added as the first, already simulated,
-candidate; draws of the posterior are queued next) and stops as soon as a
+candidate; the targets' posterior mean and draws are queued next) and stops as soon as a
 candidate meets every target, or when the budget of simulator runs is spent.
+The warm start that matters most is the recipe posterior of the *targets*
+themselves (:func:`target_posterior`): on the shipped model it took the
+refined loop from 3/8 to 7/8 verified targets within 30 runs
+(``docs/verification.md``).
 
 The same search without a warm start, :func:`search_recipes` with
 ``warm_start=()``, is the *physics-only* baseline of
