@@ -410,14 +410,34 @@ def _local_covariance(residuals: np.ndarray, index: np.ndarray, ridge: float = 1
     return cov + ridge * np.eye(residuals.shape[1])
 
 
+_FITTED: dict[tuple[Any, ...], RecipePosterior] = {}
+
+
+def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LEVEL,
+                        features: Sequence[str] | None = None) -> RecipePosterior:
+    """:meth:`RecipePosterior.fit` on a training table, fitted once per process and table content (a hash of it).
+
+    Raises
+    ------
+    InvalidInputError
+        No table (MicroGen3D weights), or as :meth:`RecipePosterior.fit`.
+    """
+    if table is None:
+        raise InvalidInputError("posterior: the model carries no training-descriptor table (MicroGen3D weights); no recipe posterior")
+    key = (int(pd.util.hash_pandas_object(table, index=False).sum()), tuple(table.columns), float(level),
+           tuple(features) if features is not None else None)
+    if key not in _FITTED:
+        if len(_FITTED) >= 8:
+            _FITTED.pop(next(iter(_FITTED)))
+        _FITTED[key] = RecipePosterior.fit(table, level=level, features=features)
+    return _FITTED[key]
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_posterior(key: str, mtime: float, level: float, features: tuple[str, ...] | None) -> RecipePosterior:
     from inverse.verify import read_model_record
 
-    record = read_model_record(key)
-    if record.descriptor_table is None:
-        raise InvalidInputError("posterior: the model carries no training-descriptor table (MicroGen3D weights); no recipe posterior")
-    return RecipePosterior.fit(record.descriptor_table, level=level, features=features)
+    return posterior_for_table(read_model_record(key).descriptor_table, level=level, features=features)
 
 
 def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: float = DEFAULT_LEVEL,

@@ -386,13 +386,13 @@ def trial_seed(spec_seed: int, trial_number: int) -> int:
 def _recipe_posterior(plan: StudyPlan, measured_mean: Mapping[str, float]) -> dict[str, Any] | None:
     """The calibrated recipe posterior of a trial's films (:mod:`inverse.posterior`), or ``None`` for models without a training table."""
     from generator.errors import MicrodesignError
-    from inverse.posterior import posterior_for_model
+    from inverse.posterior import posterior_for_table
 
     if plan.generator.descriptor_table is None:
         return None
     try:
-        return posterior_for_model(plan.spec.generator).predict(measured_mean).summary(0)
-    except (MicrodesignError, OSError):
+        return posterior_for_table(plan.generator.descriptor_table).predict(measured_mean).summary(0)
+    except MicrodesignError:
         return None
 
 

@@ -101,3 +101,17 @@ def test_a_design_given_as_volumes(split):
     by_volumes = posterior.predict_volumes(volumes, n_jobs=2)
     np.testing.assert_allclose(by_volumes.mean, posterior.predict_set(measured).mean)
     np.testing.assert_allclose(by_volumes.mean, posterior.predict(measured.mean().to_dict()).mean)
+
+
+def test_fitted_once_per_table_content(training_table):
+    from inverse.posterior import posterior_for_model, posterior_for_table
+
+    part = training_table[training_table["series"] < 30].reset_index(drop=True)
+    first = posterior_for_table(part, features=["ABS_f_D", "norm_STAT_e"])
+    assert posterior_for_table(part.copy(), features=["ABS_f_D", "norm_STAT_e"]) is first  # same content: no refit
+    assert first.features == ["ABS_f_D", "norm_STAT_e"]
+    other = part.assign(norm_STAT_e=part["norm_STAT_e"] + 0.01)
+    assert posterior_for_table(other, features=["ABS_f_D", "norm_STAT_e"]) is not first
+    assert posterior_for_model("default") is posterior_for_table(training_table)
+    with pytest.raises(InvalidInputError, match="no training-descriptor table"):
+        posterior_for_table(None)
