@@ -400,6 +400,62 @@ def verification_table(data: StudyData) -> pd.DataFrame:
     return table.astype({c: float for c in floats})
 
 
+def refinement_records(data: StudyData) -> dict[int, dict[str, Any]]:
+    """``{trial number: record}`` of the study's ``refinement`` attribute (``microdesign verify --refine``)."""
+    from inverse.refine import REFINEMENT_ATTR
+
+    stored = data.user_attrs.get(REFINEMENT_ATTR)
+    trials = stored.get("trials") if isinstance(stored, dict) else None
+    return {int(k): r for k, r in (trials or {}).items() if isinstance(r, dict)}
+
+
+def refinement_table(record: dict[str, Any]) -> pd.DataFrame:
+    """One row per simulated recipe of a refinement: ``number``, ``source``, the recipe, ``score``,
+    ``meets_targets``, ``n_runs``, ``runs_so_far``, ``seconds`` and the simulated mean of each target."""
+    rows = []
+    spent = 0
+    for c in record.get("trail") or []:
+        spent += int(c.get("n_runs") or 0)
+        rows.append({"number": c.get("number"), "source": c.get("source"), **(c.get("recipe") or {}), "score": c.get("score"),
+                     "meets_targets": c.get("meets_targets"), "n_runs": c.get("n_runs"), "runs_so_far": spent,
+                     "seconds": sum((c.get("seconds") or {}).values()), **(c.get("simulated_mean") or {})})
+    return pd.DataFrame(rows)
+
+
+@st.cache_resource(show_spinner="Fitting the recipe posterior ...")
+def _posterior(path: str) -> Any:
+    from inverse.posterior import posterior_for_model
+
+    return posterior_for_model(path)
+
+
+def posterior_density(data: StudyData, trial: int, n: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[float]]:
+    """The (log time, χ) posterior density of a trial's recipe on a grid, and its 50/80/95 % contour levels.
+
+    Returns
+    -------
+    tuple
+        ``log_time (n,)``, ``chi (n,)``, ``density (n, n)`` (rows: χ) and the density levels
+        enclosing 95, 80 and 50 % (increasing).
+
+    Raises
+    ------
+    MicrodesignError
+        A model without a training table, or a trial without measured descriptors.
+    """
+    spec = data.spec
+    posterior = _posterior(str(spec.get("generator") or "default"))
+    measured = data.trial(trial).user_attrs.get("measured_mean") or {}
+    dist = posterior.predict(measured)
+    sd = np.sqrt(np.diag(dist.cov[0]))
+    lo, hi = posterior.y_min, posterior.y_max
+    chi = np.linspace(min(lo[1], dist.mean[0, 1] - 3 * sd[1]), max(hi[1], dist.mean[0, 1] + 3 * sd[1]), n)
+    log_time = np.linspace(min(lo[2], dist.mean[0, 2] - 3 * sd[2]), max(hi[2], dist.mean[0, 2] + 3 * sd[2]), n)
+    density = dist.density_2d(0, log_time, chi, dims=(2, 1))  # rows: chi
+    levels = [dist.level_2d(0, p, dims=(2, 1)) for p in (0.95, 0.8, 0.5)]
+    return log_time, chi, density, levels
+
+
 # ----------------------------------------------------------------------------- artifacts
 
 @dataclass(frozen=True)

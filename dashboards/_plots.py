@@ -240,23 +240,45 @@ def kde_figure(
     return _layout(fig, height=340)
 
 
-def recipe_map_figure(table: pd.DataFrame, *, training: pd.DataFrame | None = None) -> go.Figure:
+def _interval_bars(table: pd.DataFrame, name: str) -> dict[str, object] | None:
+    """Asymmetric error bars from ``<name>_lo``/``<name>_hi`` around ``<name>_mean`` (``None`` without an interval)."""
+    if f"{name}_lo" not in table.columns or not np.isfinite(table[f"{name}_lo"].to_numpy(dtype=float)).any():
+        return None
+    mean = table[f"{name}_mean"].to_numpy(dtype=float)
+    return dict(type="data", symmetric=False, array=table[f"{name}_hi"].to_numpy(dtype=float) - mean,
+                arrayminus=mean - table[f"{name}_lo"].to_numpy(dtype=float), thickness=1, color="#adb5bd")
+
+
+def recipe_map_figure(table: pd.DataFrame, *, training: pd.DataFrame | None = None,
+                      density: tuple[np.ndarray, np.ndarray, np.ndarray, Sequence[float]] | None = None) -> go.Figure:
     """χ against annealing time (``log_time``) of the ranked recipes, coloured by mismatch (like Fig. 4b).
 
     ``table`` is the ranked recipe table (needs ``chi_mean``, ``log_time_mean``,
-    ``mismatch``; ``*_std`` become error bars). ``training`` (columns ``chi``,
-    ``log_time``) is drawn in grey behind.
+    ``mismatch``; ``*_lo``/``*_hi``, the calibrated 80 % intervals, become error
+    bars). ``training`` (columns ``chi``, ``log_time``) is drawn in grey behind.
+    ``density`` ``(log_time (nx,), chi (ny,), values (ny, nx), levels)`` is a
+    recipe posterior drawn as filled contours at the given density levels
+    (the family of (χ, time) pathways that make the design).
     """
     fig = go.Figure()
     if training is not None and {"chi", "log_time"} <= set(training.columns):
         fig.add_trace(go.Scatter(x=training["log_time"], y=training["chi"], mode="markers", name="training data",
                                  marker=dict(color="#dee2e6", size=6)))
+    if density is not None:
+        x, y, z, levels = density
+        levels = sorted(float(v) for v in levels)
+        fig.add_trace(go.Contour(
+            x=x, y=y, z=z, name="recipe posterior", showscale=False, opacity=0.55, colorscale="Blues", hoverinfo="skip",
+            contours=dict(start=levels[0], end=levels[-1], size=(levels[-1] - levels[0]) / max(len(levels) - 1, 1) or 1.0,
+                          coloring="fill", showlines=True),
+            line=dict(width=1, color="#1d3557"), showlegend=True,
+        ))
     custom = np.stack([table["rank"], table["trial"], table.get("phi_mean", pd.Series(np.nan, index=table.index))], axis=1)
     meets = table["meets_targets"].to_numpy(dtype=bool)
     fig.add_trace(go.Scatter(
         x=table["log_time_mean"], y=table["chi_mean"], mode="markers", name="recipes",
-        error_x=dict(array=table.get("log_time_std"), thickness=1, color="#adb5bd"),
-        error_y=dict(array=table.get("chi_std"), thickness=1, color="#adb5bd"),
+        error_x=_interval_bars(table, "log_time"),
+        error_y=_interval_bars(table, "chi"),
         marker=dict(color=table["mismatch"], colorscale="Viridis_r", size=np.where(meets, 16, 11),
                     symbol=np.where(meets, "star", "circle"), colorbar=dict(title="mismatch"), line=dict(color="black", width=0.5)),
         customdata=custom,
@@ -289,3 +311,25 @@ def verification_figure(table: pd.DataFrame, names: Sequence[str], intervals: Ma
             y1 = hi if np.isfinite(hi) else top + pad
             fig.add_hrect(y0=y0, y1=y1, fillcolor="#2a9d8f", opacity=0.15, line_width=0, row=1, col=col)
     return _layout(fig, height=400, legend=dict(orientation="h", x=0.0, y=-0.15, yanchor="top"))
+
+
+def refinement_figure(trail: Sequence[Mapping[str, object]]) -> go.Figure:
+    """Score of each simulated recipe of a refinement against the simulator runs spent (verified ones as stars)."""
+    runs = np.cumsum([int(c.get("n_runs") or 0) for c in trail])
+    scores = np.array([np.nan if c.get("score") is None else float(c["score"]) for c in trail])
+    meets = np.array([bool(c.get("meets_targets")) for c in trail])
+    sources = [str(c.get("source", "search")) for c in trail]
+    recipes = [c.get("recipe") or {} for c in trail]
+    custom = np.array([[r.get("phi", np.nan), r.get("chi", np.nan), r.get("log_time", np.nan)] for r in recipes], dtype=float)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=runs, y=np.fmin.accumulate(np.nan_to_num(scores, nan=np.inf)), mode="lines", name="best so far",
+                             line=dict(color="#adb5bd", shape="hv")))
+    fig.add_trace(go.Scatter(
+        x=runs, y=scores, mode="markers", name="simulated recipes", text=sources, customdata=custom,
+        marker=dict(color=np.where(meets, "#2a9d8f", "#e76f51"), size=np.where(meets, 16, 10), symbol=np.where(meets, "star", "circle")),
+        hovertemplate="%{text}: φ=%{customdata[0]:.3f} χ=%{customdata[1]:.3f} log t=%{customdata[2]:.3f}"
+                      "<br>runs so far %{x}<br>score %{y:.3g}<extra></extra>",
+    ))
+    fig.update_xaxes(title_text="simulator runs spent")
+    fig.update_yaxes(title_text="score of the simulated films (0 = every target met)")
+    return _layout(fig, height=380)

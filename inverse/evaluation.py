@@ -19,7 +19,8 @@ met.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -47,11 +48,15 @@ class Measurement:
         ``(n, n_recipe)`` table of the feature predictor's recipe per volume.
     labels
         ``(n, X, Y, Z)`` uint8 phase labels.
+    seconds
+        Wall time of the steps: ``generate`` (diffusion, decoding and the feature
+        predictor) and ``measure`` (descriptors of the ``n`` volumes).
     """
 
     descriptors: pd.DataFrame
     recipes: pd.DataFrame
     labels: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """``measured_mean``, ``measured_std``, ``recipe_mean``, ``recipe_std`` as ``{name: value}``."""
@@ -82,6 +87,10 @@ def measure(
 ) -> Measurement:
     """Generate ``n`` volumes at ``conditions`` and measure them.
 
+    The descriptors of the ``n`` volumes are measured in parallel over the
+    volumes, on ``n_jobs`` threads (default: every core; the generator's torch
+    threads are idle by then, and the GraSPI kernels release the GIL).
+
     Raises
     ------
     GenerationFailed
@@ -90,6 +99,7 @@ def measure(
     from generator.checkpoint import NonFiniteOutputError
     from generator.descriptors import compute_batch
 
+    start = time.perf_counter()
     try:
         result = generator.generate(  # type: ignore[attr-defined]
             dict(conditions), n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
@@ -107,13 +117,15 @@ def measure(
     labels = np.asarray(result.labels)
     if labels.shape[0] != n:
         raise GenerationFailed(f"the generator returned {labels.shape[0]} volumes instead of {n}")
+    generated = time.perf_counter()
     descriptors = pd.DataFrame(compute_batch(list(labels), n_jobs=n_jobs))
     descriptors = descriptors.astype(float)
+    seconds = {"generate": generated - start, "measure": time.perf_counter() - generated}
     if not np.all(np.isfinite(descriptors.to_numpy())):
         descriptors = descriptors.replace([np.inf, -np.inf], np.nan)
     recipe_names = list(getattr(generator, "recipe_names", []))
     recipes = pd.DataFrame({name: predicted[name] for name in recipe_names if name in predicted}, index=descriptors.index)
-    return Measurement(descriptors=descriptors, recipes=recipes, labels=labels)
+    return Measurement(descriptors=descriptors, recipes=recipes, labels=labels, seconds=seconds)
 
 
 def descriptor_scales(names: Sequence[str], table: pd.DataFrame | None) -> dict[str, float]:

@@ -15,21 +15,35 @@ ranked by, in order:
 
 Output columns of :func:`rank_recipes` (documented in ``docs/inverse.md``):
 ``rank``, ``trial``, ``feasible``, ``recipe_ok``, ``meets_targets``,
-``pareto``, ``mismatch``, ``uncertainty``, ``<recipe>_mean`` and
-``<recipe>_std`` for each recipe variable, ``cond_<condition>`` for each
+``pareto``, ``mismatch``, ``uncertainty``; for each recipe variable
+``<recipe>_mean`` (the recipe), ``<recipe>_lo`` and ``<recipe>_hi`` (its
+calibrated 80 % interval) and ``<recipe>_fp`` (the feature predictor's mean
+over the trial's films); ``recipe_source``; ``cond_<condition>`` for each
 condition, ``<descriptor>_mean`` and ``<descriptor>_std`` for each target and
 objective descriptor, ``artifact_id``.
+
+The recipe comes from the model's calibrated recipe posterior
+(:mod:`inverse.posterior`, given the trial's mean descriptors) when the model
+carries a training table (``recipe_source = "posterior"``); otherwise it is the
+feature predictor's mean and the interval is unknown (``NaN``,
+``recipe_source = "feature predictor"``). The spread of the feature
+predictor's outputs over a trial's films is *not* reported: it is not an
+uncertainty of the recipe.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
 import pandas as pd
 
 from inverse.search import MEASURED
+
+if TYPE_CHECKING:
+    from inverse.posterior import RecipePosterior
 
 #: The first columns of the ranked table, in order.
 LEADING_COLUMNS = ["rank", "trial", "feasible", "recipe_ok", "meets_targets", "pareto", "mismatch", "uncertainty"]
@@ -53,15 +67,46 @@ def trial_table(trials: Sequence[optuna.trial.FrozenTrial], *, descriptors: Sequ
         }
         for name, mean in a.get("recipe_mean", {}).items():
             row[f"{name}_mean"] = mean
-            row[f"{name}_std"] = a.get("recipe_std", {}).get(name, np.nan)
+            row[f"{name}_lo"] = row[f"{name}_hi"] = np.nan
+            row[f"{name}_fp"] = mean
         for name, value in a.get("conditions", {}).items():
             row[f"cond_{name}"] = value
         for name in descriptors:
             row[f"{name}_mean"] = a.get("measured_mean", {}).get(name, np.nan)
             row[f"{name}_std"] = a.get("measured_std", {}).get(name, np.nan)
         row["artifact_id"] = a.get("artifact_id", "")
+        row["_measured"] = a.get("measured_mean", {})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def add_posterior(table: pd.DataFrame, measured: Sequence[dict[str, float]], posterior: RecipePosterior | None) -> pd.DataFrame:
+    """Replace the recipe columns of ``table`` by the posterior given each row's mean descriptors ``measured``.
+
+    ``<recipe>_mean`` becomes the posterior mean, ``<recipe>_lo`` / ``<recipe>_hi`` its
+    calibrated interval; ``<recipe>_fp`` keeps the feature predictor's mean.
+    Without a posterior (or when the trials lack a descriptor it needs) the
+    table keeps the feature predictor's recipe (``recipe_source``).
+    """
+    from generator.errors import InvalidInputError
+    from inverse.posterior import RECIPE
+
+    table = table.copy()
+    table["recipe_source"] = "feature predictor"
+    if posterior is None or table.empty:
+        return table
+    try:
+        dist = posterior.predict(pd.DataFrame(list(measured), index=table.index))
+    except InvalidInputError:
+        return table
+    for j, name in enumerate(RECIPE):
+        table[f"{name}_mean"] = dist.mean[:, j]
+        table[f"{name}_lo"] = dist.lower[:, j]
+        table[f"{name}_hi"] = dist.upper[:, j]
+        if f"{name}_fp" not in table.columns:
+            table[f"{name}_fp"] = np.nan
+    table["recipe_source"] = "posterior"
+    return table
 
 
 def pareto_mask(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
@@ -79,6 +124,7 @@ def rank_recipes(
     *,
     directions: Sequence[str] = ("minimize",),
     descriptors: Sequence[str] = (),
+    posterior: RecipePosterior | None = None,
 ) -> pd.DataFrame:
     """The ranked recipe table of a study's trials (columns: see the module docstring).
 
@@ -90,10 +136,14 @@ def rank_recipes(
         The study's directions (``minimize``/``maximize``), for the Pareto front.
     descriptors
         Target and objective descriptors whose measured mean and std become columns.
+    posterior
+        The model's recipe posterior (:func:`inverse.posterior.posterior_for_model`);
+        ``None``: the feature predictor's mean recipe, without interval.
     """
     table = trial_table(trials, descriptors=descriptors)
     if table.empty:
         return pd.DataFrame(columns=LEADING_COLUMNS)
+    table = add_posterior(table, table.pop("_measured").tolist(), posterior)
     values = np.array(table.pop("values").tolist(), dtype=float)
     table["pareto"] = pareto_mask(values, directions) if len(directions) > 1 else table["meets_targets"].to_numpy()
     table = table.sort_values(
@@ -105,9 +155,28 @@ def rank_recipes(
     return table[LEADING_COLUMNS + rest]
 
 
-def study_recipes(study: optuna.Study) -> pd.DataFrame:
-    """:func:`rank_recipes` of a stored study (descriptors from its spec)."""
+def study_posterior(study: optuna.Study) -> RecipePosterior | None:
+    """The recipe posterior of a study's generator (``None`` when its model has no training table or cannot be read)."""
+    from generator.errors import MicrodesignError
+    from inverse.posterior import posterior_for_model
+
+    spec = study.user_attrs.get("spec", {})
+    if not spec.get("generator"):
+        return None
+    try:
+        return posterior_for_model(spec["generator"])
+    except (MicrodesignError, OSError):
+        return None
+
+
+def study_recipes(study: optuna.Study, *, posterior: RecipePosterior | None | str = "auto") -> pd.DataFrame:
+    """:func:`rank_recipes` of a stored study (descriptors from its spec).
+
+    ``posterior="auto"`` uses :func:`study_posterior`; pass ``None`` for the feature predictor's recipes.
+    """
     spec = study.user_attrs.get("spec", {})
     names = list(spec.get("targets", {})) + [o["descriptor"] for o in spec.get("objectives", []) if o["descriptor"] not in spec.get("targets", {})]
     directions = [d.name.lower() for d in study.directions]
-    return rank_recipes(study.get_trials(deepcopy=False), directions=directions, descriptors=names)
+    if isinstance(posterior, str):
+        posterior = study_posterior(study)
+    return rank_recipes(study.get_trials(deepcopy=False), directions=directions, descriptors=names, posterior=posterior)

@@ -26,6 +26,7 @@ import functools
 import json
 import logging
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -391,6 +392,19 @@ def trial_seed(spec_seed: int, trial_number: int) -> int:
     return (spec_seed * 1_000_003 + trial_number) % (2**31 - 1)
 
 
+def _recipe_posterior(plan: StudyPlan, measured_mean: Mapping[str, float]) -> dict[str, Any] | None:
+    """The calibrated recipe posterior of a trial's films (:mod:`inverse.posterior`), or ``None`` for models without a training table."""
+    from generator.errors import MicrodesignError
+    from inverse.posterior import posterior_for_table
+
+    if plan.generator.descriptor_table is None:
+        return None
+    try:
+        return posterior_for_table(plan.generator.descriptor_table).predict(measured_mean).summary(0)
+    except MicrodesignError:
+        return None
+
+
 def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) -> Callable[[optuna.Trial], list[float]]:
     """The Optuna objective of a study: propose, check feasibility, generate, measure, score."""
     spec = plan.spec
@@ -429,6 +443,12 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
         summary = measurement.summary()
         for key, value in summary.items():
             trial.set_user_attr(key, value)
+        seconds = dict(measurement.seconds)
+        start = time.perf_counter()
+        posterior = _recipe_posterior(plan, summary["measured_mean"])
+        if posterior is not None:
+            trial.set_user_attr("recipe_posterior", posterior)
+        seconds["recipe"] = time.perf_counter() - start
         distances = evaluation.target_distances(summary["measured_mean"], spec.targets, plan.scales)
         trial_score = evaluation.score(distances)
         if not np.isfinite(trial_score):
@@ -444,7 +464,10 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
             violation_recipe = evaluation.recipe_violation(summary["recipe_mean"], spec.recipe)
             trial.set_constraint("recipe", violation_recipe)
             trial.set_user_attr("recipe_ok", violation_recipe <= 0)
+        start = time.perf_counter()
         trial.set_user_attr("artifact_id", _save_microstructures(trial, store, measurement))
+        seconds["storage"] = time.perf_counter() - start
+        trial.set_user_attr("seconds", seconds)
         trial.set_user_attr("status", MEASURED)
         values = [trial_score] if spec.targets else []
         values += [summary["measured_mean"][o.descriptor] for o in spec.objectives]
@@ -492,7 +515,7 @@ def run_study(
     runs_dir: str | Path = storage_mod.RUNS_DIR,
     heartbeat_interval: int = storage_mod.HEARTBEAT_INTERVAL,
     grace_period: int = storage_mod.GRACE_PERIOD,
-    n_jobs: int | None = 1,
+    n_jobs: int | None = None,
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
 ) -> optuna.Study:
     """Run (or resume) a study until it holds ``n_trials`` complete trials.
@@ -513,7 +536,7 @@ def run_study(
     heartbeat_interval, grace_period
         Seconds between heartbeats, and without one before a RUNNING trial counts as dead.
     n_jobs
-        Threads for descriptor computation (1: the generator's torch threads already use the cores).
+        Threads measuring a trial's volumes in parallel (default: every core; generation is done by then).
     callbacks
         Passed to :meth:`optuna.Study.optimize` (for example one that calls ``study.stop()``).
 

@@ -66,7 +66,7 @@ class ModelRecord:
     n_phases
         2 or 3: how simulated fields are labelled.
     volume_shape
-        ``(X, Y, Z)`` of the training volumes.
+        ``(X, Y, Z)`` of the generated films (the generator's default size).
     recipe_names
         The recipe variables the feature predictor outputs.
     descriptor_table
@@ -81,6 +81,12 @@ class ModelRecord:
     recipe_names: tuple[str, ...]
     descriptor_table: pd.DataFrame | None
     simulation: Mapping[str, Any] | None
+    training_shape: tuple[int, int, int] | None = None
+
+    @property
+    def trained_on(self) -> tuple[int, int, int]:
+        """``(X, Y, Z)`` of the training films (:attr:`volume_shape` when not recorded)."""
+        return tuple(self.training_shape or self.volume_shape)
 
 
 def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | None = None) -> ModelRecord:
@@ -110,6 +116,7 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
             n_phases=int(generator.n_phases), volume_shape=tuple(generator.volume_shape),
             recipe_names=tuple(generator.recipe_names), descriptor_table=generator.descriptor_table,
             simulation=(meta or {}).get("simulation"),
+            training_shape=tuple(getattr(generator, "training_shape", generator.volume_shape)),
         )
     bundle = read_bundle(path)
     return ModelRecord(
@@ -118,6 +125,7 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
         recipe_names=tuple(n for n in RECIPE_NAMES if n in bundle["attribute_names"]),
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
         simulation=bundle.get("simulation"),
+        training_shape=tuple(int(s) for s in bundle.get("training_shape") or bundle["volume_shape"]),
     )
 
 
@@ -162,10 +170,16 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
         A dataset preset (name or TOML file) to use instead of the model's own
         record; required when the model has none (MicroGen3D weights).
 
+    Films are simulated at the size of the generated films (the model's
+    ``volume_shape``): a resizable generator trained on 64x64x64 films that
+    generates 128x128x64 films is verified on 128x128x64 films with its
+    training physics (the record's or preset's grid is replaced when it is the
+    training films' grid and the electrode axis agrees).
+
     Raises
     ------
     InvalidInputError
-        No record and no preset, or a preset whose grid differs from the model's volumes.
+        No record and no preset, or a grid that is neither the generated nor the training films' size.
     """
     from generator.physics.presets import load_preset
 
@@ -181,10 +195,14 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
             "(MicroGen3D weights or an older bundle); name the dataset preset with --preset (tiny, small, paper or a .toml)"
         )
     grid = tuple(ch.shape) + (1,) * (3 - len(ch.shape))
-    if grid != tuple(record.volume_shape):
-        raise InvalidInputError(
-            f"preset: the grid {list(ch.shape)} of preset {name} differs from the model's volume shape {list(record.volume_shape)}"
-        )
+    volume = tuple(record.volume_shape)
+    if grid != volume:
+        if grid == record.trained_on and len(ch.shape) == 3 and grid[2] == volume[2]:
+            ch = ch.model_copy(update={"shape": volume})  # same physics, the generated films' size
+        else:
+            raise InvalidInputError(
+                f"preset: the grid {list(ch.shape)} of preset {name} differs from the model's volume shape {list(volume)}"
+            )
     return SimulationSettings(ch=ch, n_phases=record.n_phases, preset=name, source=source)
 
 
@@ -346,7 +364,7 @@ class RecipeVerification:
     trial, rank
         Trial number and its rank in the study's recipe table.
     recipe
-        ``{phi, chi, log_time}``: the FP's mean recipe, as simulated.
+        ``{phi, chi, log_time}``: the ranked table's recipe (posterior mean, else the FP's mean), as simulated.
     steps, time
         Time steps simulated and the simulation time ``steps * dt``.
     seeds
@@ -371,6 +389,9 @@ class RecipeVerification:
         ``(S, X, Y, Z)`` simulated labels.
     artifact_id
         Optuna artifact of the simulated volumes (when stored).
+    posterior
+        The recipe's calibrated 80 % interval (``lower``, ``upper``) and the feature
+        predictor's mean, when the model has a recipe posterior (:mod:`inverse.posterior`).
     """
 
     trial: int
@@ -392,6 +413,7 @@ class RecipeVerification:
     nearest_training_recipe: dict[str, float] | None
     labels: np.ndarray = field(repr=False)
     artifact_id: str | None = None
+    posterior: dict[str, Any] | None = None
 
     @property
     def simulated_mean(self) -> dict[str, float]:
@@ -433,6 +455,7 @@ class RecipeVerification:
             "outside_training": self.outside_training,
             "nearest_training_recipe": self.nearest_training_recipe,
             "artifact_id": self.artifact_id,
+            "posterior": self.posterior,
             "verified_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
 
@@ -482,6 +505,18 @@ def load_study(name: str, storage: str | None = None) -> tuple[optuna.Study, str
         raise InvalidInputError(f"study: no study {name!r} in {url} (it holds: {names or 'none'})") from None
 
 
+def _ranked(study: optuna.Study, top_k: int) -> pd.DataFrame:
+    """The first ``top_k`` rows of the study's ranked recipe table (:func:`inverse.recipes.study_recipes`)."""
+    from inverse.recipes import study_recipes
+
+    if int(top_k) < 1:
+        raise InvalidInputError(f"top_k: must be >= 1, got {top_k}")
+    table = study_recipes(study)
+    if table.empty:
+        raise InvalidInputError(f"study: {study.study_name!r} has no completed, measured trial to verify")
+    return table.head(int(top_k))
+
+
 def top_trials(study: optuna.Study, top_k: int) -> list[tuple[int, optuna.trial.FrozenTrial]]:
     """``[(rank, trial)]`` of the ``top_k`` best-ranked measured trials (:func:`inverse.recipes.study_recipes`).
 
@@ -490,26 +525,42 @@ def top_trials(study: optuna.Study, top_k: int) -> list[tuple[int, optuna.trial.
     InvalidInputError
         ``top_k < 1``, or a study with no measured trial.
     """
-    from inverse.recipes import study_recipes
-
-    if int(top_k) < 1:
-        raise InvalidInputError(f"top_k: must be >= 1, got {top_k}")
-    table = study_recipes(study)
-    if table.empty:
-        raise InvalidInputError(f"study: {study.study_name!r} has no completed, measured trial to verify")
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    return [(int(row.rank), trials[int(row.trial)]) for row in table.head(int(top_k)).itertuples()]
+    return [(int(row.rank), trials[int(row.trial)]) for row in _ranked(study, top_k).itertuples()]
 
 
-def _trial_recipe(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
-    mean = trial.user_attrs.get("recipe_mean", {})
-    missing = [n for n in RECIPE if n not in mean]
-    if missing:
-        raise InvalidInputError(
-            f"model: trial {trial.number} has no predicted {missing[0]}; verification needs a feature predictor "
-            "that gives phi, chi and log_time"
-        )
-    return {n: float(mean[n]) for n in RECIPE}
+def top_recipes(study: optuna.Study, top_k: int) -> list[tuple[int, optuna.trial.FrozenTrial, dict[str, float], dict[str, Any] | None]]:
+    """``[(rank, trial, recipe, posterior)]`` of the ``top_k`` best-ranked measured trials.
+
+    ``recipe`` is the ranked table's recipe (the posterior mean, or the feature
+    predictor's mean for models without a training table); ``posterior`` is
+    ``{"lower": {...}, "upper": {...}, "source": ...}`` (``None`` without a posterior).
+
+    Raises
+    ------
+    InvalidInputError
+        ``top_k < 1``, a study with no measured trial, or a model whose feature
+        predictor gives no phi, chi or log_time.
+    """
+    table = _ranked(study, top_k)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    out = []
+    for row in table.to_dict("records"):
+        trial = trials[int(row["trial"])]
+        missing = [n for n in RECIPE if not np.isfinite(row.get(f"{n}_mean", np.nan))]
+        if missing:
+            raise InvalidInputError(
+                f"model: trial {trial.number} has no predicted {missing[0]}; verification needs a feature predictor "
+                "that gives phi, chi and log_time"
+            )
+        recipe = {n: float(row[f"{n}_mean"]) for n in RECIPE}
+        posterior = None
+        if row.get("recipe_source") == "posterior":
+            posterior = {"source": "posterior", "level": 0.8,
+                         "lower": {n: float(row[f"{n}_lo"]) for n in RECIPE}, "upper": {n: float(row[f"{n}_hi"]) for n in RECIPE},
+                         "feature_predictor": {n: float(row[f"{n}_fp"]) for n in RECIPE if np.isfinite(row.get(f"{n}_fp", np.nan))}}
+        out.append((int(row["rank"]), trial, recipe, posterior))
+    return out
 
 
 def verify_study(
@@ -577,8 +628,9 @@ def verify_study(
     if "spec" not in study.user_attrs:
         raise InvalidInputError(f"study: {study.study_name!r} has no spec (not made by `microdesign study run`)")
     spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")
-    chosen = top_trials(study, top_k)
-    recipes = [_trial_recipe(t) for _, t in chosen]
+    ranked = top_recipes(study, top_k)
+    chosen = [(rank, trial) for rank, trial, _, _ in ranked]
+    recipes = [recipe for _, _, recipe, _ in ranked]
     record = read_model_record(model or spec.generator, kind=kind if model else (kind or spec.kind))
     missing = [n for n in RECIPE if n not in record.recipe_names]
     if missing:
@@ -611,7 +663,7 @@ def verify_study(
             meets_targets=evaluation.score(distances) == 0.0, fraction_meeting=float(np.mean(per_run)),
             below_spinodal=bool(recipe["chi"] <= chi_s[i]), outside_training=outside_training(recipe, table),
             nearest_training_recipe=nearest_training_recipe(generated_mean, table, list(generated_mean), k=neighbours),
-            labels=labels[i],
+            labels=labels[i], posterior=ranked[i][3],
         ))
     report = VerificationReport(study_name=study.study_name, spec=spec, settings=settings, results=results)
     if store:

@@ -33,9 +33,13 @@ if data.targets or data.objectives:
 _data.require_measured(data)
 
 st.subheader("Ranked recipes")
+with_posterior = "recipe_source" in table.columns and bool((table["recipe_source"] == "posterior").any())
 st.caption(
-    "One row per measured trial: the recipe the feature predictor gives for the trial's microstructures. "
-    "Ranked by feasibility, targets met, Pareto front, mismatch (normalised distance of the measured "
+    "One row per measured trial: the recipe that makes the trial's microstructures"
+    + (" — the mean of the calibrated recipe posterior, with its 80 % interval (`*_lo`, `*_hi`: the true recipe of a "
+       "film lies inside in about 80 % of cases); `*_fp` is the feature predictor's mean, for reference. "
+       if with_posterior else " (the feature predictor's mean; this model has no training table, so no calibrated interval). ")
+    + "Ranked by feasibility, targets met, Pareto front, mismatch (normalised distance of the measured "
     "descriptors to the targets; 0 = every target met), then uncertainty."
 )
 sortable = [c for c in table.columns if c != "artifact_id"]
@@ -65,9 +69,20 @@ if {"chi_mean", "log_time_mean"} <= set(table.columns):
         training = None
         st.caption(f"Training data not shown: {md_text(exc)}")
     if len(shown):
-        st.plotly_chart(_plots.recipe_map_figure(shown, training=training))
+        density = None
+        if with_posterior:
+            trial = st.selectbox("Posterior of", list(shown["trial"]), key="recipes_posterior_trial",
+                                 format_func=lambda t: f"trial {t} · rank {int(shown.loc[shown['trial'] == t, 'rank'].iloc[0])}")
+            try:
+                density = _data.posterior_density(data, int(trial))
+            except MicrodesignError as exc:
+                st.caption(f"Posterior not shown: {exc}")
+        st.plotly_chart(_plots.recipe_map_figure(shown, training=training, density=density))
         st.caption("Flory-Huggins χ against annealing time of the recipes shown above, coloured by mismatch "
-                   "(stars: every target met; bars: spread over the trial's samples).")
+                   "(stars: every target met"
+                   + ("; bars: calibrated 80 % intervals; blue: the selected trial's recipe posterior, contours enclosing "
+                      "50, 80 and 95 %. χ and time trade off: the recipes along the ridge make the same films (the paper's "
+                      "Figure 4b pathways)." if with_posterior else ")."))
     else:
         st.info("No recipe passes the filters.")
 else:

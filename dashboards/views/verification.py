@@ -73,3 +73,32 @@ if record.get("artifact_id"):
         st.plotly_chart(_plots.slices_figure(volume, *(n // 2 for n in volume.shape)), key="verify_slices")
         st.caption(f"Middle slices of the first simulated volume (seed {(record.get('seeds') or ['?'])[0]}), "
                    f"after t = {record.get('time')} of annealing.")
+
+refinements = _data.refinement_records(data)
+if refinements:
+    st.subheader("Physics-refined recipes")
+    st.caption("`microdesign verify --refine` went on from the posterior when the verified recipe missed the targets: "
+               "a search with the simulator in the loop, warm-started from the recipe posterior, until a recipe's "
+               "simulated films met every target (mean over its runs) or the budget ran out.")
+    rows = []
+    for number, entry in sorted(refinements.items()):
+        verified = entry.get("verified_recipe") or {}
+        rows.append({"trial": number, "status": entry.get("status"), "recipes simulated": entry.get("n_recipes"),
+                     "simulator runs": entry.get("n_runs"), "runs to the verified recipe": entry.get("runs_to_verified"),
+                     "budget (runs)": entry.get("budget"), "seconds": entry.get("seconds"),
+                     **{f"verified {k}": v for k, v in verified.items()}, "best score": entry.get("best_score")})
+    st.dataframe(rows, hide_index=True)
+    chosen = st.selectbox("Refinement of", sorted(refinements), key="refine_trial", format_func=lambda t: f"trial {t}")
+    entry = refinements[chosen]
+    if entry.get("status") == "verified":
+        recipe = entry["verified_recipe"]
+        st.success(f"Verified recipe: φ = {recipe['phi']:.3f}, χ = {recipe['chi']:.3f}, log t = {recipe['log_time']:.3f} "
+                   f"after {entry.get('runs_to_verified')} simulator runs ({entry.get('n_recipes')} recipes).")
+    else:
+        st.warning(f"Budget exhausted: no recipe met the targets within {entry.get('budget')} simulator runs; "
+                   f"the closest scored {entry.get('best_score')}.")
+    trail = entry.get("trail") or []
+    if trail:
+        st.plotly_chart(_plots.refinement_figure(trail), key="refine_trail")
+        trail_table = _data.refinement_table(entry)
+        st.dataframe(trail_table, hide_index=True, column_config=_data.number_format(trail_table))

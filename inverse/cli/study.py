@@ -15,7 +15,15 @@ app.add_typer(study_app, name="study")
 StorageOption = Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL (default: sqlite:///runs/NAME.db).")]
 
 
-def _print_recipes(table, *, title: str, top: int) -> None:  # noqa: ANN001
+def _recipe_cell(row, name: str) -> str:  # noqa: ANN001
+    """``0.49 [0.48, 0.50]`` (the recipe and its 80 % interval), or the bare value when the interval is unknown."""
+    value, lo, hi = row[f"{name}_mean"], row.get(f"{name}_lo"), row.get(f"{name}_hi")
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return f"{value:.3g}"
+    return f"{value:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def _print_recipes(table, *, title: str, top: int, posterior=None) -> None:  # noqa: ANN001
     """Print the first ``top`` rows of a ranked recipe table with rich (the CSV has every column)."""
     from rich.console import Console
     from rich.table import Table
@@ -25,13 +33,29 @@ def _print_recipes(table, *, title: str, top: int) -> None:  # noqa: ANN001
         out.add_column(column, justify="right", overflow="fold")
     recipes = [n for n in ("phi", "chi", "log_time") if f"{n}_mean" in table.columns]
     measured = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean") and c.removesuffix("_mean") not in recipes]
-    for name in recipes + measured:
-        out.add_column(name, justify="right", overflow="fold")  # narrow terminals: names wrap, never cut
+    with_interval = "recipe_source" in table.columns and (table["recipe_source"] == "posterior").any()
+    for name in recipes:  # narrow terminals: names wrap, never cut
+        out.add_column(f"{name} [80 %]" if with_interval else name, justify="right", overflow="fold")
+    for name in measured:
+        out.add_column(name, justify="right", overflow="fold")
     for _, row in table.head(top).iterrows():
         cells = [str(row["rank"]), str(row["trial"]), "yes" if row["meets_targets"] else "no", f"{row['mismatch']:.3g}", f"{row['uncertainty']:.3g}"]
-        cells += [f"{row[f'{n}_mean']:.3g} ± {row[f'{n}_std']:.2g}" for n in recipes + measured]
+        cells += [_recipe_cell(row, n) for n in recipes]
+        cells += [f"{row[f'{n}_mean']:.3g} ± {row[f'{n}_std']:.2g}" for n in measured]
         out.add_row(*cells)
-    Console().print(out)  # the terminal's width (80 columns when it is unknown): cells wrap, never the table
+    console = Console()  # the terminal's width (80 columns when it is unknown): cells wrap, never the table
+    console.print(out)
+    if recipes and not with_interval:
+        console.print("recipes: the feature predictor's mean (this model has no training table, so no calibrated interval)")
+    if posterior is not None and with_interval:
+        axes = posterior.degenerate_direction()
+        spread = axes["residual_std"]
+        console.print(
+            f"recipes: posterior mean and calibrated 80 % interval (inverse.posterior, {posterior.n_series} training series). "
+            f"chi and log time trade off (correlation {axes['correlation']:.2f}; a chi 0.1 higher goes with log t "
+            f"{0.1 * axes['slope']:+.3f}): a film pins chi to about ±{spread['chi']:.2g}, log t to ±{spread['log_time']:.2g}, "
+            f"phi to ±{spread['phi']:.2g} (1 std)."
+        )
 
 
 def _write_csv(table, path: Path) -> None:  # noqa: ANN001
@@ -56,20 +80,28 @@ def run(
     verify: Annotated[int, typer.Option("--verify", metavar="K", help="Then simulate the top K recipes (microdesign verify); 0: off.")] = 0,
     verify_seeds: Annotated[int, typer.Option("--verify-seeds", help="Simulations per verified recipe.")] = 4,
     verify_preset: Annotated[str | None, typer.Option("--verify-preset", help="Dataset preset to verify with (MicroGen3D weights).")] = None,
+    refine: Annotated[bool, typer.Option("--refine", help="With --verify: search recipes with the simulator until one verifies.")] = False,
+    budget: Annotated[int, typer.Option("--budget", help="--refine: most simulator runs of the search.")] = 48,
 ) -> None:
     """Run or resume a study, then print its ranked recipes (and verify the top ones by simulation with --verify)."""
     from generator.errors import InvalidInputError
     from inverse.masking import mask_credentials
-    from inverse.recipes import study_recipes
+    from inverse.recipes import study_posterior, study_recipes
     from inverse.search import run_study
     from inverse.spec import load_spec
     from inverse.storage import default_storage_url, stored_at
 
     if verify < 0 or verify_seeds < 1:
         raise InvalidInputError(f"verify: need K >= 0 and --verify-seeds >= 1, got {verify} and {verify_seeds}")
+    if refine and not verify:
+        raise InvalidInputError("refine: --refine goes on from the verification; give --verify K as well")
+    from inverse.cli.verify import check_refine_options
+
+    check_refine_options(refine, budget, 3)
     study_spec = load_spec(spec, generator=model, sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
     study = run_study(study_spec, n_trials=n_trials, progress=progress)
-    table = study_recipes(study)
+    posterior = study_posterior(study)
+    table = study_recipes(study, posterior=posterior)
     n_done = sum(1 for t in study.trials if t.state.name == "COMPLETE")
     print(f"study {study.study_name}: {n_done} complete trials, {len(table)} measured")
     url = stored_at(study_spec.storage or default_storage_url(study_spec.name))
@@ -77,13 +109,13 @@ def run(
     if study_spec.storage is None:  # the default is relative to this folder: say how to reach it from anywhere
         print(f"  from another folder: microdesign study report {study.study_name} --storage {url}")
     if len(table):
-        _print_recipes(table, title=f"ranked recipes of {study.study_name}", top=top)
+        _print_recipes(table, title=f"ranked recipes of {study.study_name}", top=top, posterior=posterior)
     if verify and len(table):
         from inverse.cli.verify import run_verification
 
         run_verification(study, storage_url=study_spec.storage or default_storage_url(study_spec.name), top_k=verify,
                          seeds=verify_seeds, seed=None, model=model, kind=None, preset=verify_preset, max_steps=None,
-                         store=True, progress=progress)
+                         store=True, progress=progress, refine=refine, budget=budget)
 
 
 @study_app.command("report")
@@ -97,7 +129,7 @@ def report(
     import optuna
 
     from generator.errors import InvalidInputError
-    from inverse.recipes import study_recipes
+    from inverse.recipes import study_posterior, study_recipes
     from inverse.storage import RUNS_DIR, default_storage_url, open_storage
 
     url = storage or default_storage_url(name)
@@ -107,11 +139,12 @@ def report(
     except KeyError:
         names = ", ".join(s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False))
         raise InvalidInputError(f"name: no study {name!r} in {url} (it holds: {names or 'none'})") from None
-    table = study_recipes(study)
+    posterior = study_posterior(study)
+    table = study_recipes(study, posterior=posterior)
     path = csv or RUNS_DIR / f"{name}_recipes.csv"
     _write_csv(table, path)
     if len(table):
-        _print_recipes(table, title=f"ranked recipes of {name}", top=top)
+        _print_recipes(table, title=f"ranked recipes of {name}", top=top, posterior=posterior)
     else:
         print(f"study {name} has no measured trial yet")
     print(f"wrote {path}")

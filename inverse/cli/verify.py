@@ -82,12 +82,48 @@ def print_report(report: VerificationReport) -> None:
     console.print(summary)
 
 
+def check_refine_options(refine: bool, budget: int, refine_seeds: int) -> None:
+    """Refuse bad refinement options before anything is simulated (one ``error:`` line)."""
+    from generator.errors import InvalidInputError
+
+    if not refine:
+        return
+    if refine_seeds < 1:
+        raise InvalidInputError(f"refine-seeds: must be >= 1, got {refine_seeds}")
+    if budget < refine_seeds:
+        raise InvalidInputError(f"budget: {budget} simulator runs do not pay for one recipe of {refine_seeds} runs; give --budget >= {refine_seeds}")
+
+
+def run_refinement(study: optuna.Study, report: VerificationReport, *, storage_url: str, budget: int, refine_seeds: int,
+                   max_steps: int | None, store: bool, device: str | None = None, progress: bool = True) -> None:
+    """Refine the closest verified recipe when none met the targets (``verify --refine``), and print the outcome."""
+    from inverse.refine import REFINEMENT_ATTR, refine_trial
+
+    met = [r for r in report.results if r.meets_targets]
+    if met:
+        print(f"refine: the recipe of trial {met[0].trial} (rank {met[0].rank}) already meets every target when simulated; nothing to refine")
+        return
+    start = min(report.results, key=lambda r: (r.score, r.rank))
+    print(f"refine: no verified recipe meets the targets; searching from trial {start.trial}'s recipe and posterior "
+          f"(budget {budget} simulator runs, {refine_seeds} per recipe; resumable)")
+    result = refine_trial(study, start, report.settings, storage=storage_url, budget=budget, n_seeds=refine_seeds, max_steps=max_steps,
+                          store=store, device=device, progress=print if progress else None)
+    print(result.message(budget))
+    if store:
+        print(f"trail stored in the study's user attribute {REFINEMENT_ATTR!r} and in study {result.study_name!r}")
+
+
 def run_verification(study: optuna.Study, *, storage_url: str | None, top_k: int, seeds: int, seed: int | None, model: str | None,
                      kind: str | None, preset: str | None, max_steps: int | None, store: bool, progress: bool,
-                     device: str | None = None) -> VerificationReport:
-    """Verify a loaded study, print the report and say where it was stored (shared with ``study run --verify``)."""
+                     device: str | None = None, refine: bool = False, budget: int = 48, refine_seeds: int = 3) -> VerificationReport:
+    """Verify a loaded study, print the report and say where it was stored (shared with ``study run --verify``).
+
+    With ``refine``, go on with :func:`run_refinement` when no verified recipe meets the targets.
+    """
+    from inverse.storage import default_storage_url
     from inverse.verify import DEFAULT_SEED, VERIFICATION_ATTR, verify_study
 
+    check_refine_options(refine, budget, refine_seeds)
     report = verify_study(
         study, top_k=top_k, n_seeds=seeds, seed=DEFAULT_SEED if seed is None else seed, model=model, kind=kind, preset=preset, storage_url=storage_url,
         store=store, max_steps=max_steps, device=device, progress=progress,
@@ -95,6 +131,9 @@ def run_verification(study: optuna.Study, *, storage_url: str | None, top_k: int
     print_report(report)
     if store:
         print(f"stored in the study's user attribute {VERIFICATION_ATTR!r}")
+    if refine:
+        run_refinement(study, report, storage_url=storage_url or default_storage_url(study.study_name), budget=budget,
+                       refine_seeds=refine_seeds, max_steps=max_steps, store=store, device=device, progress=progress)
     return report
 
 
@@ -112,9 +151,17 @@ def verify(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Largest time steps per run (default: 10x the training runs').")] = None,
     store: Annotated[bool, typer.Option("--store/--no-store", help="Write the results into the study.")] = True,
     device: Annotated[str | None, typer.Option(help="Torch device of the simulator (default cpu).")] = None,
+    refine: Annotated[bool, typer.Option(
+        "--refine", help="When no verified recipe meets the targets, search recipes with the simulator (warm-started from the posterior).")] = False,
+    budget: Annotated[int, typer.Option("--budget", help="--refine: most simulator runs of the search (verified runs included).")] = 48,
+    refine_seeds: Annotated[int, typer.Option("--refine-seeds", help="--refine: runs per candidate recipe (one batch).")] = 3,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Simulate the top-k recipes of a study and check that the simulated microstructures meet its targets."""
+    """Simulate the top-k recipes of a study and check that the simulated microstructures meet its targets.
+
+    With --refine, go on searching recipes with the simulator in the loop until one verifies or --budget runs are spent;
+    the search is stored in the study and resumes where it stopped.
+    """
     from generator.errors import InvalidInputError
     from inverse.verify import load_study
 
@@ -124,6 +171,8 @@ def verify(
         raise InvalidInputError(f"seeds: must be >= 1, got {seeds}")
     if max_steps is not None and max_steps < 1:
         raise InvalidInputError(f"max-steps: must be >= 1, got {max_steps}")
+    check_refine_options(refine, budget, refine_seeds)
     loaded, url = load_study(study, storage)
     run_verification(loaded, storage_url=url, top_k=top_k, seeds=seeds, seed=seed, model=model, kind=kind, preset=preset,
-                     max_steps=max_steps, store=store, progress=progress, device=device)
+                     max_steps=max_steps, store=store, progress=progress, device=device, refine=refine, budget=budget,
+                     refine_seeds=refine_seeds)

@@ -55,9 +55,13 @@ def test_run_report_list(tiny_bundle, tmp_path, monkeypatch, capsys):
     assert code == 0, err
     table = pd.read_csv(tmp_path / "runs" / "demo_recipes.csv")
     assert list(table.columns[: len(LEADING_COLUMNS)]) == LEADING_COLUMNS
-    assert {"phi_mean", "chi_std", "log_time_mean", "ABS_f_D_mean", "cond_CT_f_A_tort1"} <= set(table.columns)
+    assert {"phi_mean", "chi_lo", "chi_hi", "log_time_mean", "ABS_f_D_mean", "cond_CT_f_A_tort1"} <= set(table.columns)
     assert table["rank"].tolist() == list(range(1, len(table) + 1))
     assert table["mismatch"].is_monotonic_increasing or table["meets_targets"].any()
+    # the recipe is the posterior's, with its 80 % interval; the spread of the FP's outputs is not reported
+    assert (table["recipe_source"] == "posterior").all() and "chi_std" not in table.columns
+    assert (table["chi_lo"] <= table["chi_mean"]).all() and (table["chi_mean"] <= table["chi_hi"]).all()
+    assert "chi [80 %]" in out and "trade off" in out
 
     code, out, _ = run_main(["study", "list"], monkeypatch, capsys)
     assert code == 0 and "demo" in out and "minimize" in out

@@ -79,6 +79,8 @@ def test_study_run_verify_stores_and_verify_reports(verified_study, monkeypatch,
     (["--preset", "nosuch"], "unknown preset 'nosuch'"),
     (["--max-steps", "0"], "max-steps: must be >= 1"),
     (["--max-steps", "2"], "raise --max-steps"),
+    (["--refine", "--budget", "2", "--refine-seeds", "3"], "budget: 2 simulator runs do not pay for one recipe of 3 runs"),
+    (["--refine", "--refine-seeds", "0"], "refine-seeds: must be >= 1"),
     pytest.param(["--device", "cuda"], "device: 'cuda' is not available", marks=pytest.mark.skipif(
         __import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
@@ -103,3 +105,40 @@ def test_study_run_rejects_a_negative_verify(tmp_path, monkeypatch, capsys):
     spec.write_text(SPEC.format(bundle=tmp_path / "unused.pt"))
     code, _, err = _run(monkeypatch, capsys, "study", "run", str(spec), "--verify", "-1")
     assert code == 2 and "verify: need K >= 0" in err
+
+
+def test_study_run_refine_needs_verify(tmp_path, monkeypatch, capsys):
+    spec = tmp_path / "x.toml"
+    spec.write_text(SPEC.format(bundle=tmp_path / "unused.pt"))
+    code, _, err = _run(monkeypatch, capsys, "study", "run", str(spec), "--refine")
+    assert code == 2 and "refine: --refine goes on from the verification; give --verify K" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_study_run_verify_refine_exhausts_its_budget_and_resumes(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """A target no film meets: the verified recipe misses, the refinement spends its budget and says so; a rerun resumes."""
+    spec = tmp_path / "hard.toml"
+    text = SPEC.format(bundle=tiny_bundle).replace('name = "cliv"', 'name = "hard"')
+    spec.write_text(text.replace("ABS_f_D = { at_least = 0.3, at_most = 0.7 }", "ABS_f_D = { equal = 0.97, tolerance = 0.01 }"))
+    url = f"sqlite:///{tmp_path / 'hard.db'}"
+    code, out, err = _run(monkeypatch, capsys, "study", "run", str(spec), "--storage", url, "--no-progress", "--verify", "1",
+                          "--verify-seeds", "1", "--refine", "--budget", "4")
+    assert code == 0, err
+    assert "refine: no verified recipe meets the targets" in out
+    assert "budget exhausted: no recipe met the targets within 4 simulator runs (2 recipes)" in out
+    study = optuna.load_study(study_name="hard", storage=url)
+    (trial, entry), = study.user_attrs["refinement"]["trials"].items()
+    assert entry["status"] == "exhausted" and entry["n_runs"] == 4 and [c["n_runs"] for c in entry["trail"]] == [1, 3]
+    def simulated() -> int:  # completed candidates (queued warm-start recipes beyond the budget stay WAITING)
+        trials = optuna.load_study(study_name=entry["refine_study"], storage=url).trials
+        return sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+    assert simulated() == 2
+
+    # run again: the verification is redone, the refinement resumes and has nothing left to spend
+    code, out, err = _run(monkeypatch, capsys, "verify", "hard", "--storage", url, "--top-k", "1", "--seeds", "1", "--refine",
+                          "--budget", "4", "--no-progress")
+    assert code == 0, err
+    assert "within 4 simulator runs (2 recipes)" in out
+    assert simulated() == 2

@@ -45,6 +45,18 @@ def test_recipes_page_shows_the_ranked_table_of_inverse(open_app, tiny_studies):
     np.testing.assert_allclose(recipes["x"], expected["log_time_mean"])
     np.testing.assert_allclose(recipes["y"], expected["chi_mean"])
     np.testing.assert_allclose(recipes["marker"]["color"], expected["mismatch"])
+    # the recipes are the posterior's, the bars their calibrated 80 % intervals (not the FP's spread over the films)
+    assert (expected["recipe_source"] == "posterior").all() and "chi_std" not in table.columns
+    np.testing.assert_allclose(recipes["error_y"]["array"], expected["chi_hi"] - expected["chi_mean"])
+    np.testing.assert_allclose(recipes["error_y"]["arrayminus"], expected["chi_mean"] - expected["chi_lo"])
+    density = trace(plotly_figures(at)[0], "recipe posterior")
+    assert density["type"] == "contour" and np.asarray(density["z"]).shape == (len(density["y"]), len(density["x"]))
+    # the density of the selected (first) trial peaks at its posterior mean
+    z = np.asarray(density["z"])
+    row, col = np.unravel_index(z.argmax(), z.shape)
+    first = expected.iloc[0]
+    assert abs(density["y"][row] - first["chi_mean"]) <= 2 * (density["y"][1] - density["y"][0])
+    assert abs(density["x"][col] - first["log_time_mean"]) <= 2 * (density["x"][1] - density["x"][0])
 
 
 def test_recipes_page_sorts_and_filters(open_app, tiny_studies):
@@ -190,6 +202,33 @@ def test_verification_page(open_app, tiny_studies):
 
     at = open_app(tiny_studies.single, "verification")
     assert "has been verified yet" in at.info[0].value
+
+
+def test_verification_page_shows_a_refinement(open_app, tiny_studies):
+    from inverse.refine import REFINEMENT_ATTR
+
+    study = tiny_studies.load(tiny_studies.multi)
+    (number, _), = study.user_attrs["verification"]["trials"].items()
+    trail = [
+        {"number": 0, "recipe": {"phi": 0.5, "chi": 3.0, "log_time": 1.2}, "score": 0.4, "meets_targets": False, "n_runs": 1,
+         "source": "verification", "seconds": {}, "simulated_mean": {"CT_f_D_tort1": 0.5}},
+        {"number": 1, "recipe": {"phi": 0.52, "chi": 3.3, "log_time": 1.4}, "score": 0.0, "meets_targets": True, "n_runs": 3,
+         "source": "posterior", "seconds": {"simulate": 2.0, "measure": 0.5}, "simulated_mean": {"CT_f_D_tort1": 0.62}},
+    ]
+    study.set_user_attr(REFINEMENT_ATTR, {"schema": 1, "trials": {number: {
+        "status": "verified", "budget": 12, "verified_recipe": trail[1]["recipe"], "best_recipe": trail[1]["recipe"], "best_score": 0.0,
+        "n_recipes": 2, "n_runs": 4, "runs_to_verified": 4, "seconds": 2.5, "trail": trail}}})
+    try:
+        at = open_app(tiny_studies.multi, "verification")
+        assert "Physics-refined recipes" in _headings(at)
+        assert "Verified recipe: φ = 0.520, χ = 3.300, log t = 1.400 after 4 simulator runs (2 recipes)." in at.success[0].value
+        figure = plotly_figures(at)[-1]
+        points = trace(figure, "simulated recipes")
+        assert list(points["x"]) == [1, 4] and list(points["y"]) == [0.4, 0.0]
+        table = at.dataframe[-1].value
+        assert table["runs_so_far"].tolist() == [1, 4] and table["source"].tolist() == ["verification", "posterior"]
+    finally:
+        study.set_user_attr(REFINEMENT_ATTR, {})
 
 
 @pytest.mark.parametrize("page", PAGES)

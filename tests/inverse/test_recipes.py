@@ -41,8 +41,34 @@ def test_ranking_order_and_columns():
     # met targets first (less uncertain first), then by mismatch, recipe violations last, infeasible dropped
     assert table["trial"].tolist() == [2, 1, 5, 0, 3]
     assert table["rank"].tolist() == [1, 2, 3, 4, 5]
-    for column in ("phi_mean", "phi_std", "chi_mean", "cond_ABS_f_D", "ABS_f_D_mean", "ABS_f_D_std", "artifact_id"):
+    for column in ("phi_mean", "phi_lo", "phi_hi", "phi_fp", "chi_mean", "cond_ABS_f_D", "ABS_f_D_mean", "ABS_f_D_std", "artifact_id"):
         assert column in table.columns
+    # without a posterior: the feature predictor's mean, no interval, and never its spread over the films
+    assert (table["recipe_source"] == "feature predictor").all() and table["phi_lo"].isna().all()
+    assert "phi_std" not in table.columns and table["phi_mean"].tolist() == table["phi_fp"].tolist()
+
+
+def test_posterior_recipes_with_intervals():
+    from inverse.posterior import RECIPE, RecipePosterior
+    from inverse.verify import read_model_record
+
+    training = read_model_record("default").descriptor_table
+    posterior = RecipePosterior.fit(training[training["series"] % 4 != 0], n_estimators=20)
+    films = training[training["series"] % 4 == 0].reset_index(drop=True)
+    features = posterior.features
+    trials = _numbered([_trial(i, [0.1 * i], score=0.1 * i, unc=0.1) for i in range(3)])
+    for t, i in zip(trials, (0, 100, 200)):
+        t.user_attrs["measured_mean"] = {**films.loc[i, features].to_dict(), "ABS_f_D": films.loc[i, "ABS_f_D"]}
+    table = rank_recipes(trials, descriptors=["ABS_f_D"], posterior=posterior)
+    assert (table["recipe_source"] == "posterior").all()
+    expected = posterior.predict(films.loc[[0, 100, 200], features])
+    for j, name in enumerate(RECIPE):
+        np.testing.assert_allclose(table[f"{name}_mean"], expected.mean[:, j])
+        assert np.all(table[f"{name}_lo"] <= table[f"{name}_mean"]) and np.all(table[f"{name}_mean"] <= table[f"{name}_hi"])
+    assert table["phi_fp"].tolist() == [0.5, 0.5, 0.5]  # the feature predictor's mean is kept for reference
+    # trials that lack a descriptor of the posterior keep the feature predictor's recipe
+    plain = rank_recipes(_numbered([_trial(0, [0.1], score=0.1, unc=0.1)]), posterior=posterior)
+    assert plain["recipe_source"].tolist() == ["feature predictor"]
 
 
 def test_pareto_mask():

@@ -58,6 +58,20 @@ def test_preset_is_needed_without_a_record_and_must_match_the_grid(tiny_dataset)
         verify.simulation_settings(record, "paper")
 
 
+def test_films_are_simulated_at_the_generated_size(tiny_dataset):
+    """A resizable generator trained on 32x32x16 films that generates 64x64x16 films is verified on 64x64x16 films."""
+    import dataclasses
+
+    record = dataclasses.replace(_record(tiny_dataset), volume_shape=(64, 64, 16), training_shape=(32, 32, 16))
+    settings = verify.simulation_settings(record)
+    assert settings.ch.shape == (64, 64, 16)
+    assert settings.ch.model_dump(exclude={"shape"}) == load_preset("tiny").ch.model_dump(exclude={"shape"})
+    assert verify.simulation_settings(record, "tiny").ch.shape == (64, 64, 16)
+    other_z = dataclasses.replace(record, volume_shape=(64, 64, 32))
+    with pytest.raises(InvalidInputError, match=r"differs from the model's volume shape \[64, 64, 32\]"):
+        verify.simulation_settings(other_z)
+
+
 def test_bad_recipes_are_rejected_before_simulating(tiny_dataset):
     settings = verify.simulation_settings(_record(tiny_dataset))
     dt = settings.ch.dt
@@ -171,7 +185,12 @@ def test_verify_study_simulates_scores_and_stores(tiny_study):
     spec = parse_spec(study.user_attrs["spec"])
     for result in report.results:
         trial = study.trials[result.trial]
-        assert result.recipe == pytest.approx({n: trial.user_attrs["recipe_mean"][n] for n in verify.RECIPE})
+        row = ranked[ranked["trial"] == result.trial].iloc[0]
+        assert result.recipe == pytest.approx({n: row[f"{n}_mean"] for n in verify.RECIPE})
+        # the tiny model has a training table: the recipe is the posterior's, with its interval, and the FP's mean is kept
+        assert row["recipe_source"] == "posterior" and result.posterior is not None
+        assert result.posterior["lower"]["chi"] <= result.recipe["chi"] <= result.posterior["upper"]["chi"]
+        assert result.posterior["feature_predictor"] == pytest.approx({n: trial.user_attrs["recipe_mean"][n] for n in verify.RECIPE})
         assert result.steps == report.settings.steps_for(result.recipe["log_time"]) and result.seeds == [5, 6]
         # the simulated table holds the real descriptors of the simulated labels
         assert result.simulated.to_dict("records") == compute_batch(list(result.labels), n_jobs=1, n_phases=2)

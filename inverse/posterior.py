@@ -1,0 +1,461 @@
+"""Calibrated recipe posteriors: which processing recipes ``(phi, chi, log_time)`` make a given film?
+
+The feature predictor gives *one* recipe per film, and the spread of those
+predictions over a trial's films is not an uncertainty (``chi`` is predicted
+with a held-out R² near 0 on the default model). :class:`RecipePosterior`
+gives a *distribution* of recipes instead, learnt from the training data's
+``(descriptors -> recipe)`` pairs and calibrated on them:
+
+1. **Features.** The film's *intensive* descriptors (fractions and
+   normalised counts: every measured descriptor that is not a count, see
+   :func:`inverse.spec.is_count_descriptor`), so that films of another size
+   than the training films (a resizable generator's 128x128x64 films from
+   64x64x64 training films) are described on the same scale. Constant columns
+   are dropped; each feature is standardised by its training std.
+2. **Location.** A multi-output :class:`sklearn.ensemble.ExtraTreesRegressor`
+   predicts the standardised recipe.
+3. **Shape.** Out-of-fold residuals (:class:`sklearn.model_selection.GroupKFold`
+   over the training *series*, so that snapshots of one run never sit on both
+   sides) give, for each query, the covariance ``Σ(x)`` of the residuals of its
+   ``n_neighbours`` nearest training films in feature space: a local
+   3x3 covariance that carries the ``(chi, log_time)`` trade-off.
+4. **Calibration** (split conformal). The 80 % region is the ellipsoid
+   ``(y - μ)ᵀ Σ(x)⁻¹ (y - μ) <= q²`` with ``q`` the conformal quantile of the
+   out-of-fold Mahalanobis scores; each variable's 80 % interval
+   ``μ_j ± q_j sqrt(Σ_jj)`` is calibrated the same way on its own. On
+   exchangeable data (another series of the same simulator) a conformal region
+   covers the true recipe with probability >= ``level``;
+   ``benchmarks/design_to_recipe.py`` measures the coverage on held-out physics
+   films.
+
+The *degenerate direction* (:meth:`RecipePosterior.degenerate_direction`) is the
+major axis of the mean ``(chi, log_time)`` residual covariance, in units of
+each variable's training std: the family of (chi, annealing time) pathways that
+make the same film (a larger chi coarsens faster, like a longer anneal). The
+*non-degenerate* direction is its orthogonal complement; recipe errors are
+reported along it.
+
+A design (the films of one trial, or any set of films) is summarised by its
+mean descriptors (:meth:`RecipePosterior.predict_set`): a mean of several films is less noisy
+than one film, so the single-film calibration is conservative for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from generator.errors import InvalidInputError
+from inverse.evaluation import NON_DESCRIPTOR_COLUMNS
+from inverse.spec import is_count_descriptor
+
+#: The recipe variables, in simulator order.
+RECIPE = ("phi", "chi", "log_time")
+#: Default probability of the credible regions and intervals.
+DEFAULT_LEVEL = 0.8
+#: Columns that are identifiers, not descriptors, besides :data:`inverse.evaluation.NON_DESCRIPTOR_COLUMNS`.
+_IDENTIFIERS = frozenset({"seed", "step"})
+
+
+def intensive_features(table: pd.DataFrame) -> list[str]:
+    """The descriptor columns of a training table usable across film sizes: non-count, finite, not constant.
+
+    Parameters
+    ----------
+    table
+        One row per film (a bundle's ``descriptor_table``).
+    """
+    names = []
+    for name in table.columns:
+        if name in NON_DESCRIPTOR_COLUMNS or name in _IDENTIFIERS or is_count_descriptor(name):
+            continue
+        values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
+        if np.isfinite(values).mean() > 0.99 and np.nanstd(values) > 1e-9:
+            names.append(str(name))
+    return names
+
+
+def _conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The split-conformal quantile: the ``ceil((n + 1) level)``-th smallest score."""
+    scores = np.sort(np.asarray(scores, dtype=float))
+    k = int(np.ceil((len(scores) + 1) * level))
+    return float(scores[min(k, len(scores)) - 1])
+
+
+@dataclass(frozen=True)
+class RecipeDistribution:
+    """Posterior of the recipe of ``n`` films (or designs), in raw units.
+
+    Attributes
+    ----------
+    mean
+        ``(n, 3)`` posterior location ``(phi, chi, log_time)``.
+    cov
+        ``(n, 3, 3)`` covariance whose Gaussian ``level`` ellipsoid is the calibrated region.
+    lower, upper
+        ``(n, 3)`` calibrated marginal ``level`` intervals per variable (inside the training range).
+    level
+        Probability of the regions and intervals (e.g. 0.8).
+    radius
+        The region's Mahalanobis radius ``q`` under ``cov / scale`` (see :meth:`contains`).
+    scale
+        ``q² / chi2.ppf(level, 3)``: ``cov = scale * Σ`` (``Σ`` the local residual covariance).
+    support
+        ``(lo, hi)``, each ``(3,)``: the training data's recipe range (the prior's support).
+    """
+
+    mean: np.ndarray
+    cov: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    level: float
+    radius: float
+    scale: float
+    support: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+    def contains(self, recipes: np.ndarray) -> np.ndarray:
+        """Whether each recipe ``(n, 3)`` lies inside its row's calibrated joint region -> bool ``(n,)``."""
+        diff = np.asarray(recipes, dtype=float) - self.mean
+        inverse = np.linalg.inv(self.cov)
+        d2 = np.einsum("ni,nij,nj->n", diff, inverse, diff)
+        return d2 <= stats.chi2.ppf(self.level, df=3)
+
+    def in_intervals(self, recipes: np.ndarray) -> np.ndarray:
+        """Whether each recipe variable lies in its marginal interval -> bool ``(n, 3)``."""
+        recipes = np.asarray(recipes, dtype=float)
+        return (recipes >= self.lower) & (recipes <= self.upper)
+
+    def sample(self, index: int, n: int, *, seed: int = 0) -> np.ndarray:
+        """``(n, 3)`` recipes drawn from row ``index``'s Gaussian posterior, truncated to the training range (:attr:`support`)."""
+        rng = np.random.default_rng(seed)
+        out = np.empty((0, len(RECIPE)))
+        for _ in range(100):
+            draws = rng.multivariate_normal(self.mean[index], self.cov[index], size=max(4 * int(n), 16), method="cholesky")
+            if self.support is not None:
+                draws = draws[np.all((draws >= self.support[0]) & (draws <= self.support[1]), axis=1)]
+            out = np.concatenate([out, draws])
+            if len(out) >= n:
+                break
+        if len(out) < n:  # a posterior far outside the training range: clip instead
+            extra = rng.multivariate_normal(self.mean[index], self.cov[index], size=int(n) - len(out), method="cholesky")
+            out = np.concatenate([out, np.clip(extra, *self.support) if self.support is not None else extra])
+        return out[: int(n)]
+
+    def density_2d(self, index: int, x: np.ndarray, y: np.ndarray, dims: tuple[int, int] = (1, 2)) -> np.ndarray:
+        """The marginal density of two recipe variables (default ``(chi, log_time)``) on a grid.
+
+        Parameters
+        ----------
+        index
+            Row of the distribution.
+        x, y
+            ``(nx,)`` and ``(ny,)`` grid values of ``RECIPE[dims[0]]`` and ``RECIPE[dims[1]]``.
+
+        Returns
+        -------
+        np.ndarray
+            ``(ny, nx)`` density values.
+        """
+        i, j = dims
+        mean = self.mean[index, [i, j]]
+        cov = self.cov[index][np.ix_([i, j], [i, j])]
+        xx, yy = np.meshgrid(x, y)
+        points = np.stack([xx, yy], axis=-1)
+        return stats.multivariate_normal(mean, cov, allow_singular=True).pdf(points).reshape(len(y), len(x))
+
+    def level_2d(self, index: int, level: float, dims: tuple[int, int] = (1, 2)) -> float:
+        """The density value of the 2-D marginal whose contour encloses probability ``level``."""
+        i, j = dims
+        cov = self.cov[index][np.ix_([i, j], [i, j])]
+        peak = 1.0 / (2 * np.pi * np.sqrt(max(np.linalg.det(cov), 1e-300)))
+        return float(peak * np.exp(-0.5 * stats.chi2.ppf(level, df=2)))
+
+    def summary(self, index: int) -> dict[str, Any]:
+        """JSON-ready summary of one row: ``{"level", "mean": {...}, "lower": {...}, "upper": {...}, "cov": [[...]]}``."""
+        return {
+            "level": self.level,
+            "mean": {n: float(v) for n, v in zip(RECIPE, self.mean[index])},
+            "lower": {n: float(v) for n, v in zip(RECIPE, self.lower[index])},
+            "upper": {n: float(v) for n, v in zip(RECIPE, self.upper[index])},
+            "cov": self.cov[index].tolist(),
+        }
+
+
+class RecipePosterior:
+    """A calibrated conditional distribution ``p(recipe | film descriptors)`` (see the module docstring).
+
+    Build it with :meth:`fit` (or :func:`posterior_for_model`), then call
+    :meth:`predict` on film descriptors or :meth:`predict_set` on a design.
+    """
+
+    def __init__(self, *, features: list[str], x_mean: np.ndarray, x_std: np.ndarray, y_mean: np.ndarray, y_std: np.ndarray,
+                 regressor: Any, neighbours: Any, residuals: np.ndarray, n_neighbours: int, level: float, radius: float,
+                 marginal_radius: np.ndarray, n_series: int, y_min: np.ndarray, y_max: np.ndarray) -> None:
+        self.features = features
+        self.x_mean, self.x_std = x_mean, x_std
+        self.y_mean, self.y_std = y_mean, y_std
+        self.regressor = regressor
+        self.neighbours = neighbours
+        self.residuals = residuals
+        self.n_neighbours = n_neighbours
+        self.level = level
+        self.radius = radius
+        self.marginal_radius = marginal_radius
+        self.n_series = n_series
+        self.y_min, self.y_max = y_min, y_max
+
+    # ------------------------------------------------------------------ fitting
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, *, features: Sequence[str] | None = None, level: float = DEFAULT_LEVEL, n_splits: int = 5,
+            n_neighbours: int = 60, n_estimators: int = 100, seed: int = 0, n_jobs: int | None = None) -> RecipePosterior:
+        """Fit and calibrate on a training table.
+
+        Parameters
+        ----------
+        table
+            One row per training film: the recipe columns ``phi``, ``chi``, ``log_time``,
+            the descriptor columns and (optional) ``series`` (films of one simulated run;
+            each row is its own group without it).
+        features
+            Descriptor columns to use (default :func:`intensive_features`).
+        level
+            Probability of the calibrated regions, in (0, 1).
+        n_splits
+            Folds of the out-of-fold residuals (grouped by series).
+        n_neighbours
+            Training films whose residuals give a query's local covariance.
+        n_estimators, seed, n_jobs
+            Trees of the regressor, its random state, threads.
+
+        Raises
+        ------
+        InvalidInputError
+            Missing recipe columns, no usable feature, fewer than 3 series, or a
+            level outside (0, 1). With few series (the ``tiny`` test data) it fits,
+            but the calibration means little: :attr:`n_series` says on how many it rests.
+        """
+        from sklearn.ensemble import ExtraTreesRegressor
+        from sklearn.model_selection import GroupKFold
+        from sklearn.neighbors import NearestNeighbors
+
+        if not 0.0 < float(level) < 1.0:
+            raise InvalidInputError(f"level: must lie in (0, 1), got {level}")
+        missing = [n for n in RECIPE if n not in table.columns]
+        if missing:
+            raise InvalidInputError(f"posterior: the training table has no {missing[0]!r} column (it needs phi, chi and log_time)")
+        features = list(features) if features is not None else intensive_features(table)
+        absent = [f for f in features if f not in table.columns]
+        if absent or not features:
+            raise InvalidInputError(f"posterior: no usable descriptor column ({absent[0]!r} is missing)" if absent
+                                    else "posterior: the training table has no usable descriptor column")
+        x_raw = table[features].to_numpy(dtype=float)
+        x_mean, x_std = np.nanmean(x_raw, axis=0), np.nanstd(x_raw, axis=0)
+        x_std[~(x_std > 1e-12)] = 1.0
+        x = np.nan_to_num((x_raw - x_mean) / x_std)
+        y_raw = table[list(RECIPE)].to_numpy(dtype=float)
+        y_mean, y_std = y_raw.mean(axis=0), y_raw.std(axis=0)
+        y_std[~(y_std > 1e-12)] = 1.0
+        y = (y_raw - y_mean) / y_std
+        groups = table["series"].to_numpy() if "series" in table.columns else np.arange(len(table))
+        n_series = len(np.unique(groups))
+        if n_series < 3:
+            raise InvalidInputError(f"posterior: need at least 3 training series to calibrate, got {n_series}")
+        n_splits = int(min(n_splits, n_series))
+
+        def regressor() -> Any:
+            return ExtraTreesRegressor(n_estimators=n_estimators, min_samples_leaf=3, max_features=0.6, random_state=seed, n_jobs=n_jobs)
+
+        residuals = np.empty_like(y)
+        for train, test in GroupKFold(n_splits=n_splits).split(x, y, groups):
+            residuals[test] = y[test] - regressor().fit(x[train], y[train]).predict(x[test])
+        k = int(min(n_neighbours, len(x) - np.unique(groups, return_counts=True)[1].max()))
+        neighbours = NearestNeighbors(n_neighbors=k).fit(x)
+        cov = _local_covariance(residuals, _other_series_neighbours(neighbours, x, groups, k))
+        d2 = np.einsum("ni,nij,nj->n", residuals, np.linalg.inv(cov), residuals)
+        radius = _conformal_quantile(np.sqrt(d2), level)
+        sd = np.sqrt(np.einsum("nii->ni", cov))
+        marginal = np.array([_conformal_quantile(np.abs(residuals[:, j]) / sd[:, j], level) for j in range(len(RECIPE))])
+        return cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, regressor=regressor().fit(x, y),
+                   neighbours=neighbours, residuals=residuals, n_neighbours=k, level=float(level), radius=radius,
+                   marginal_radius=marginal, n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
+
+    # ------------------------------------------------------------------ prediction
+
+    def _features(self, descriptors: pd.DataFrame | Mapping[str, float]) -> np.ndarray:
+        frame = pd.DataFrame([descriptors]) if isinstance(descriptors, Mapping) else descriptors
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise InvalidInputError(f"posterior: the films have no {missing[0]!r} descriptor (the posterior uses {', '.join(self.features)})")
+        x = (frame[self.features].to_numpy(dtype=float) - self.x_mean) / self.x_std
+        return np.nan_to_num(x)
+
+    def predict(self, descriptors: pd.DataFrame | Mapping[str, float]) -> RecipeDistribution:
+        """The recipe posterior of each film.
+
+        Parameters
+        ----------
+        descriptors
+            ``(n, ...)`` table with (at least) the posterior's :attr:`features`, or one film as ``{name: value}``.
+
+        Returns
+        -------
+        RecipeDistribution
+            ``n`` rows, raw units.
+        """
+        x = self._features(descriptors)
+        mean = self.regressor.predict(x).reshape(len(x), -1)
+        _, index = self.neighbours.kneighbors(x, n_neighbors=self.n_neighbours)
+        sigma = _local_covariance(self.residuals, index)
+        scale = self.radius**2 / stats.chi2.ppf(self.level, df=3)
+        s = np.diag(self.y_std)
+        cov = scale * (s @ sigma @ s)
+        mean_raw = mean * self.y_std + self.y_mean
+        half = self.marginal_radius * np.sqrt(np.einsum("nii->ni", sigma)) * self.y_std
+        return RecipeDistribution(mean=mean_raw, cov=cov, lower=np.maximum(mean_raw - half, self.y_min),
+                                  upper=np.minimum(mean_raw + half, self.y_max), level=self.level, radius=self.radius,
+                                  scale=float(scale), support=(self.y_min, self.y_max))
+
+    def predict_set(self, descriptors: pd.DataFrame) -> RecipeDistribution:
+        """The recipe posterior of a design: its films' mean descriptors (one row)."""
+        if len(descriptors) == 0:
+            raise InvalidInputError("posterior: the design has no film")
+        frame = descriptors[[c for c in descriptors.columns if c in self.features]]
+        return self.predict(frame.mean(numeric_only=True).to_dict())
+
+    def predict_volumes(self, volumes: np.ndarray, *, n_jobs: int | None = None, n_phases: int | None = None) -> RecipeDistribution:
+        """The recipe posterior of a design given as label volumes ``(n, X, Y, Z)``: measured (in parallel), then :meth:`predict_set`."""
+        from generator.descriptors import compute_batch
+
+        return self.predict_set(pd.DataFrame(compute_batch(list(volumes), n_jobs=n_jobs, n_phases=n_phases)).astype(float))
+
+    # ------------------------------------------------------------------ the (chi, time) trade-off
+
+    def degenerate_direction(self) -> dict[str, Any]:
+        """The direction of ``(chi, log_time)`` along which recipes make the same film.
+
+        Returns
+        -------
+        dict
+            ``direction``: unit vector ``(d_chi, d_log_time)`` in units of each
+            variable's training std (the major axis of the mean residual
+            covariance); ``slope``: ``d log_time / d chi`` along it, raw units;
+            ``correlation``: of the chi and log_time residuals; ``std_ratio``:
+            residual std along the major axis over the minor axis;
+            ``minor``: the non-degenerate unit vector.
+        """
+        block = np.cov(self.residuals[:, 1:].T)
+        values, vectors = np.linalg.eigh(block)
+        major, minor = vectors[:, 1], vectors[:, 0]
+        major = major if major[0] >= 0 else -major
+        slope = float(major[1] * self.y_std[2] / (major[0] * self.y_std[1])) if abs(major[0]) > 1e-12 else float("inf")
+        return {
+            "direction": major.tolist(),
+            "minor": minor.tolist(),
+            "slope": slope,
+            "correlation": float(block[0, 1] / np.sqrt(block[0, 0] * block[1, 1])),
+            "std_ratio": float(np.sqrt(values[1] / max(values[0], 1e-300))),
+            "residual_std": {n: float(s * sd) for n, s, sd in zip(RECIPE, self.residuals.std(axis=0), self.y_std)},
+        }
+
+    def recipe_error(self, recipe: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+        """How far ``recipe`` ``(3,)`` lies from ``truth`` ``(3,)``: ``|Δphi|``, and along each ``(chi, log_time)`` axis.
+
+        Returns
+        -------
+        dict
+            ``phi``: ``|Δphi|``; ``non_degenerate``: ``|Δ|`` along the minor axis and
+            ``degenerate``: along the major axis of :meth:`degenerate_direction`, both in
+            units of the training std (one std of chi or of log_time = 1).
+        """
+        d = (np.asarray(recipe, dtype=float) - np.asarray(truth, dtype=float)) / self.y_std
+        axes = self.degenerate_direction()
+        return {
+            "phi": float(abs(d[0] * self.y_std[0])),
+            "non_degenerate": float(abs(np.dot(d[1:], axes["minor"]))),
+            "degenerate": float(abs(np.dot(d[1:], axes["direction"]))),
+        }
+
+
+def _other_series_neighbours(neighbours: Any, x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
+    """``(n, k)`` indices of each training film's ``k`` nearest films of *other* series.
+
+    A new film's neighbours all come from other series; leaving a film's own
+    series out of its calibration covariance keeps the calibration exchangeable
+    with new films (the residuals of one series are correlated).
+    """
+    _, counts = np.unique(groups, return_counts=True)
+    extra = int(counts.max())
+    _, index = neighbours.kneighbors(x, n_neighbors=min(k + extra, len(x)))
+    other = groups[index] != groups[:, None]
+    order = np.argsort(~other, axis=1, kind="stable")[:, :k]  # other-series neighbours first, nearest first
+    return np.take_along_axis(index, order, axis=1)
+
+
+def _local_covariance(residuals: np.ndarray, index: np.ndarray, ridge: float = 1e-4) -> np.ndarray:
+    """``(n, 3, 3)`` covariance of the residuals ``(N, 3)`` of each row's neighbours ``index`` ``(n, k)`` (plus a small ridge)."""
+    r = residuals[index]  # (n, k, 3)
+    centred = r - r.mean(axis=1, keepdims=True)
+    cov = np.einsum("nki,nkj->nij", centred, centred) / max(r.shape[1] - 1, 1)
+    return cov + ridge * np.eye(residuals.shape[1])
+
+
+_FITTED: dict[tuple[Any, ...], RecipePosterior] = {}
+
+
+def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LEVEL,
+                        features: Sequence[str] | None = None) -> RecipePosterior:
+    """:meth:`RecipePosterior.fit` on a training table, fitted once per process and table content (a hash of it).
+
+    Raises
+    ------
+    InvalidInputError
+        No table (MicroGen3D weights), or as :meth:`RecipePosterior.fit`.
+    """
+    if table is None:
+        raise InvalidInputError("posterior: the model carries no training-descriptor table (MicroGen3D weights); no recipe posterior")
+    key = (int(pd.util.hash_pandas_object(table, index=False).sum()), tuple(table.columns), float(level),
+           tuple(features) if features is not None else None)
+    if key not in _FITTED:
+        if len(_FITTED) >= 8:
+            _FITTED.pop(next(iter(_FITTED)))
+        _FITTED[key] = RecipePosterior.fit(table, level=level, features=features)
+    return _FITTED[key]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_posterior(key: str, mtime: float, level: float, features: tuple[str, ...] | None) -> RecipePosterior:
+    from inverse.verify import read_model_record
+
+    return posterior_for_table(read_model_record(key).descriptor_table, level=level, features=features)
+
+
+def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: float = DEFAULT_LEVEL,
+                        features: Sequence[str] | None = None) -> RecipePosterior:
+    """The recipe posterior of a bundle's training data (fitted once per process, bundle file and feature set).
+
+    ``features`` restricts it to some descriptors (e.g. a study's target descriptors,
+    :func:`inverse.refine.target_posterior`); default :func:`intensive_features`.
+
+    Raises
+    ------
+    InvalidInputError
+        A model without a training-descriptor table.
+    MicrodesignError
+        A model that cannot be read.
+    """
+    from generator.pipeline import DEFAULT_BUNDLE
+
+    path = DEFAULT_BUNDLE if str(model) == "default" else os.fspath(model)
+    mtime = os.path.getmtime(path) if os.path.isfile(path) else 0.0
+    return _cached_posterior(str(model), mtime, float(level), tuple(features) if features is not None else None)

@@ -1,0 +1,117 @@
+"""Recipe posteriors: calibrated on the default model's training films, checked on held-out series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from generator.errors import InvalidInputError
+from inverse.posterior import RECIPE, RecipePosterior, intensive_features
+
+
+@pytest.fixture(scope="module")
+def training_table() -> pd.DataFrame:
+    """The shipped model's training table: 96 simulated series x 24 snapshots (real physics films)."""
+    from inverse.verify import read_model_record
+
+    return read_model_record("default").descriptor_table
+
+
+@pytest.fixture(scope="module")
+def split(training_table):  # noqa: ANN001, ANN201
+    """Fit on two thirds of the series; the others are held out (never seen, not even their snapshots)."""
+    held = training_table["series"] % 3 == 1
+    fitted = RecipePosterior.fit(training_table[~held].reset_index(drop=True), n_estimators=40, seed=1)
+    return fitted, training_table[held].reset_index(drop=True)
+
+
+def test_features_are_intensive_and_measured(training_table):
+    features = intensive_features(training_table)
+    assert "ABS_f_D" in features and "norm_STAT_e" in features
+    assert not {"STAT_n", "STAT_e", "CT_n_D_adj_An", "phi", "chi", "log_time", "series", "seed", "DISS_f10_D"} & set(features)
+
+
+def test_regions_are_calibrated_on_held_out_series(split):
+    posterior, held = split
+    dist = posterior.predict(held)
+    truth = held[list(RECIPE)].to_numpy()
+    assert dist.mean.shape == (len(held), 3) and dist.cov.shape == (len(held), 3, 3)
+    coverage = dist.contains(truth).mean()
+    assert 0.7 <= coverage <= 0.9, coverage
+    marginal = dist.in_intervals(truth).mean(axis=0)
+    assert np.all((marginal >= 0.7) & (marginal <= 0.92)), marginal
+    assert np.all(dist.lower <= dist.mean + 1e-9) and np.all(dist.upper >= dist.lower)
+    # phi is pinned by the donor fraction; chi much less: the intervals say so
+    width = (dist.upper - dist.lower).mean(axis=0)
+    assert width[0] < 0.05 and width[1] > 5 * width[0]
+
+
+def test_degenerate_direction_and_recipe_error(split):
+    posterior, _ = split
+    axes = posterior.degenerate_direction()
+    major, minor = np.array(axes["direction"]), np.array(axes["minor"])
+    assert np.linalg.norm(major) == pytest.approx(1) and abs(major @ minor) < 1e-9
+    assert axes["std_ratio"] > 1 and axes["correlation"] < 0  # more chi, less time: the trade-off
+    truth = np.array([0.5, 3.1, 1.4])
+    along = truth + np.r_[0, np.array(axes["direction"]) * posterior.y_std[1:] * 0.3]
+    error = posterior.recipe_error(along, truth)
+    assert error["non_degenerate"] == pytest.approx(0, abs=1e-9) and error["degenerate"] == pytest.approx(0.3)
+
+
+def test_sets_samples_and_density(split):
+    posterior, held = split
+    films = held[held["series"] == held["series"].iloc[0]].head(3)
+    one = posterior.predict_set(films)
+    assert len(one) == 1
+    draws = one.sample(0, 200, seed=0)
+    assert draws.shape == (200, 3)
+    assert np.all(draws >= posterior.y_min - 1e-12) and np.all(draws <= posterior.y_max + 1e-12)
+    assert np.array_equal(draws, one.sample(0, 200, seed=0))
+    chi = np.linspace(2.8, 3.5, 30)
+    log_time = np.linspace(0.9, 2.0, 40)
+    density = one.density_2d(0, chi, log_time)
+    assert density.shape == (40, 30) and np.all(density >= 0)
+    assert 0 < one.level_2d(0, 0.8) < density.max()
+    summary = one.summary(0)
+    assert set(summary["mean"]) == set(RECIPE) and summary["level"] == 0.8
+
+
+def test_bad_input_is_refused(training_table):
+    with pytest.raises(InvalidInputError, match="level"):
+        RecipePosterior.fit(training_table, level=1.5)
+    with pytest.raises(InvalidInputError, match="'chi'"):
+        RecipePosterior.fit(training_table.drop(columns=["chi"]))
+    with pytest.raises(InvalidInputError, match="3 training series"):
+        RecipePosterior.fit(training_table[training_table["series"] < 2])
+    posterior = RecipePosterior.fit(training_table[training_table["series"] < 12], n_estimators=5)
+    with pytest.raises(InvalidInputError, match="no 'norm_STAT_e' descriptor"):
+        posterior.predict(training_table.drop(columns=["norm_STAT_e"]).head(2))
+    with pytest.raises(InvalidInputError, match="no film"):
+        posterior.predict_set(training_table.head(0))
+
+
+def test_a_design_given_as_volumes(split):
+    from generator.descriptors import compute_batch
+    from tests.inverse.conftest import random_field_volumes
+
+    posterior, _ = split
+    volumes, _ = random_field_volumes(3)
+    measured = pd.DataFrame(compute_batch(list(volumes), n_jobs=1))
+    by_volumes = posterior.predict_volumes(volumes, n_jobs=2)
+    np.testing.assert_allclose(by_volumes.mean, posterior.predict_set(measured).mean)
+    np.testing.assert_allclose(by_volumes.mean, posterior.predict(measured.mean().to_dict()).mean)
+
+
+def test_fitted_once_per_table_content(training_table):
+    from inverse.posterior import posterior_for_model, posterior_for_table
+
+    part = training_table[training_table["series"] < 30].reset_index(drop=True)
+    first = posterior_for_table(part, features=["ABS_f_D", "norm_STAT_e"])
+    assert posterior_for_table(part.copy(), features=["ABS_f_D", "norm_STAT_e"]) is first  # same content: no refit
+    assert first.features == ["ABS_f_D", "norm_STAT_e"]
+    other = part.assign(norm_STAT_e=part["norm_STAT_e"] + 0.01)
+    assert posterior_for_table(other, features=["ABS_f_D", "norm_STAT_e"]) is not first
+    assert posterior_for_model("default") is posterior_for_table(training_table)
+    with pytest.raises(InvalidInputError, match="no training-descriptor table"):
+        posterior_for_table(None)
