@@ -281,7 +281,8 @@ def run(args: argparse.Namespace) -> dict:
         "held_out": None if args.held_out is None else {"file": str(args.held_out), "volume_shape": list(eval_set.volume_shape)},
         "training_shape": list(bundle.get("training_shape") or bundle["volume_shape"]), "volume_shape": list(bundle["volume_shape"]),
         "n_val_series": int(val["series"].nunique()), "conditions": names,
-        "training_times": stage_times(args.run_dir),
+        "training_times": stage_times(args.run_dir) or {
+            stage: dict(times) for stage, times in (bundle.get("training_record") or {}).get("stages", {}).items()},
     }
 
     vae_metrics, latents = autoencoder_metrics(bundle, eval_set, val_idx, batch_size=args.batch_size)
