@@ -187,11 +187,13 @@ def read_bundle(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"model: bundle {path} does not exist")
+    problem = zip_problem(path)  # first: a flipped byte can also make torch.load fail, with a less clear message
+    if problem is not None and not str(problem).startswith(("File is not a zip file", "Bad magic number")):
+        raise FileFormatError(f"model: {path} is corrupt ({problem})")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
         raise FileFormatError(f"model: {path} is not a readable generator bundle ({str(exc).splitlines()[0][:120]})") from None
-    problem = zip_problem(path)
     if problem is not None:
         raise FileFormatError(f"model: {path} is corrupt ({problem})")
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:

@@ -90,7 +90,8 @@ def test_model_card_matches_the_shipped_bundle():
         png = re.search(r"\[png\]\(([^)]+)\)", row).group(1)
         assert (CARD.parent / png).is_file()
     # each target of the default model is stated with its measured value and verdict
-    targets = [line for line in text.split("## Targets", 1)[1].splitlines() if line.startswith("| ") and not line.startswith(("| target", "|---"))]
+    section = text.split("## Targets", 1)[1].split("\n## ", 1)[0]
+    targets = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith(("| target", "|---"))]
     assert sum(line.startswith("| R² ") for line in targets) == len(bundle["condition_names"])
     assert any("diversity" in line for line in targets) and any("nearest training film" in line for line in targets)
     assert all(line.rstrip().endswith(("| yes |", "| no |", "| within noise |")) for line in targets)
@@ -99,7 +100,8 @@ def test_model_card_matches_the_shipped_bundle():
         assert re.search(rf"^\| {stage} \| \d+ \| \d+ \|", text, re.M), f"no training time for {stage}"
     # the headline that `microdesign info` prints is the card's
     head = read_card(DEFAULT_BUNDLE)["headline"]
-    fast = next(row for row in rows if row.startswith("| dpm++-25 | 1 |"))
+    guidance = bundle["sampling_defaults"]["guidance"]
+    fast = next(row for row in rows if row.startswith(f"| dpm++-25 | {guidance:g} |"))
     first_r2 = float(re.findall(r"\| (-?[\d.]+) \[", fast)[0])
     assert head["R² ABS_f_D"] == pytest.approx(first_r2, abs=1e-3)
 
@@ -131,7 +133,9 @@ def test_train_without_data_needs_a_dataset_preset(tmp_path, monkeypatch, capsys
 
     from inverse.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["microdesign", "train", "--preset", "tiny", "--out", str(tmp_path / "o")])
+    config = tmp_path / "nodata.toml"
+    config.write_text('name = "nodata"\n')  # no data.dataset to simulate
+    monkeypatch.setattr(sys, "argv", ["microdesign", "train", "--preset", str(config), "--out", str(tmp_path / "o")])
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2 and "--data: required" in capsys.readouterr().err

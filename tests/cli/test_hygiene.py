@@ -11,7 +11,7 @@ from tests.helpers import run_main
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["generate", "--out", "x"], "Missing option '--condition' / '-c'. (see: microdesign generate --help)"),
+        (["generate", "-c", "ABS_f_D=0.5"], "Missing option '--out' / '-o'. (see: microdesign generate --help)"),
         (["generate", "-c", "a=1", "--out", "x", "-n", "many"], "Invalid value for '-n' / '--n'"),
         (["nope"], "No such command 'nope'. (see: microdesign --help)"),
         (["study", "run"], "Missing argument 'spec'. (see: microdesign study run --help)"),

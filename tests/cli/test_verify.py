@@ -81,7 +81,7 @@ def test_study_run_verify_stores_and_verify_reports(verified_study, monkeypatch,
     (["--max-steps", "2"], "raise --max-steps"),
     (["--refine", "--budget", "2", "--refine-seeds", "3"], "budget: 2 simulator runs do not pay for one recipe of 3 runs"),
     (["--refine", "--refine-seeds", "0"], "refine-seeds: must be >= 1"),
-    pytest.param(["--device", "cuda"], "device: 'cuda' is not available", marks=pytest.mark.skipif(
+    pytest.param(["--device", "cuda"], "cuda is not available", marks=pytest.mark.skipif(
         __import__("torch").cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_options_exit_2(verified_study, monkeypatch, capsys, args, message):

@@ -148,10 +148,11 @@ def test_warm_start_from_the_posterior_of_the_targets():
     from inverse.verify import read_model_record
 
     table = read_model_record("default").descriptor_table
-    targets = {"ABS_f_D": Target(equal=0.45, tolerance=0.03), "CT_f_D_tort1": Target(at_least=0.6),
+    floor = float(table["CT_f_D_tort1"].quantile(0.75))  # an upper-quartile target of the shipped model's training films
+    targets = {"ABS_f_D": Target(equal=0.45, tolerance=0.03), "CT_f_D_tort1": Target(at_least=floor),
                "STAT_e": Target(at_least=100.0)}  # a count: not a feature of the posterior, ignored
     center = refine.target_center(targets, table)
-    assert center["ABS_f_D"] == 0.45 and 0.6 < center["CT_f_D_tort1"] <= table["CT_f_D_tort1"].max()
+    assert center["ABS_f_D"] == 0.45 and floor < center["CT_f_D_tort1"] <= table["CT_f_D_tort1"].max()
     recipes = refine.target_posterior(targets, "default", 3, seed=1)
     assert len(recipes) == 3 and recipes == refine.target_posterior(targets, "default", 3, seed=1)
     # the donor fraction pins phi: training films with ABS_f_D near 0.45 have phi near 0.45
