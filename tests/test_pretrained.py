@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from generator.checkpoint import read_bundle
-from generator.data.dataset import split_by_series
 from generator.descriptors import compute_batch
 from generator.pipeline import DEFAULT_BUNDLE, load_generator
 

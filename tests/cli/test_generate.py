@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +11,14 @@ import pytest
 
 from generator.descriptors import compute
 from generator.io.volumes import read_volume
-from inverse.cli import main
+from tests.helpers import run_main
 from inverse.cli._app import parse_assignments
 from inverse.cli.generate import CSV_NAME
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     """Run ``microdesign ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["microdesign", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(args, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import h5py
@@ -16,20 +15,13 @@ from generator.io.graspi import read_graspi
 from generator.levels import PhaseLevels
 from generator.models.microgen3d import KINDS, as_generator, build_networks
 from generator.pipeline import load_generator
-from inverse.cli import main
+from tests.helpers import run_main
 from inverse.cli.generate import CSV_NAME, SETTINGS_NAME
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
     """Run ``microdesign ARGS`` in-process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["microdesign", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main(args, monkeypatch, capsys)
 
 
 FAST = ["--sampler", "ddim", "--steps", "3", "--jobs", "1", "--no-vti"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -13,18 +12,12 @@ from generator.data.from_volume import dataset_from_volume, resize_nearest, wind
 from generator.descriptors import compute
 from generator.errors import InvalidInputError
 from generator.io import write_volume
-from inverse.cli import main
+from tests.helpers import run_main
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["microdesign", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """Run ``microdesign ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    return run_main(args, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="module")

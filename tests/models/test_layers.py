@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from generator.models import VAE, FeaturePredictor, FeaturePredictorConfig, LatentUNet, LatentUNetConfig, VAEConfig
