@@ -510,10 +510,11 @@ def write_card(report: dict, path: Path) -> None:
         "",
         "## Spread and diversity at a fixed condition",
         "",
-        f"{fc['n_samples']} samples ({fc['sampler']}) at the validation median "
+        f"{fc['n_samples']} samples ({fc['sampler']}) at the {'held-out' if report.get('held_out') else 'validation'} median "
         + ", ".join(f"{n} = {v:.3f}" for n, v in fc["condition"].items()) + ".",
         "",
-        "| descriptor | mean measured | std measured | std of the nearest validation volumes |",
+        "| descriptor | mean measured | std measured | std of the nearest "
+        + ("held-out films (one per series)" if report.get("held_out") else "validation volumes") + " |",
         "|---|---|---|---|",
         *[f"| {n} | {fc['measured_mean'][n]:.3f} | {fc['measured_std'][n]:.4f} | {fc['nearest_validation_std'][n]:.4f} |" for n in names],
         "",
