@@ -208,4 +208,4 @@ def generate(
     }
     with atomic_path(out / SETTINGS_NAME) as tmp:
         tmp.write_text(json.dumps(settings, indent=2))
-    typer.echo(f"wrote {len(result)} volume(s) {tuple(generator.volume_shape)} and {CSV_NAME} to {out}")
+    typer.echo(f"wrote {len(result)} volume(s) {tuple(result.labels.shape[1:])} and {CSV_NAME} to {out}")

@@ -80,3 +80,17 @@ def test_generate_shape_needs_periodic_networks():
         from generator.training.stages import _generate_shape
 
         _generate_shape(load_config("tiny", {"data": {"generate_shape": [64, 32, 16]}}), (32, 32, 16))
+
+
+def test_generate_cli_takes_a_film_size(periodic_bundle, tmp_path, monkeypatch, capsys):
+    from generator.io.volumes import read_volume
+    from tests.helpers import run_main
+
+    out = tmp_path / "films"
+    base = ["generate", "--model", str(periodic_bundle), "-c", "ABS_f_D=0.5", "-n", "1", "--steps", "2", "--no-vti", "--jobs", "1"]
+    code, stdout, err = run_main([*base, "--size", "40x24x16", "--out", str(out)], monkeypatch, capsys)
+    assert code == 0, err
+    assert read_volume(out / "sample_0000.npy").shape == (40, 24, 16) and "(40, 24, 16)" in stdout
+    code, _, err = run_main([*base, "--size", "36x24x16", "--out", str(tmp_path / "bad")], monkeypatch, capsys)
+    assert code == 2 and "multiples of 8" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
