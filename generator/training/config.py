@@ -61,6 +61,10 @@ class TrainerConfig(_Strict):
     mkldnn: bool | None = Field(None, description="oneDNN (mkldnn) for CPU convolutions; None leaves torch's default")
     channels_last: bool = Field(False, description="channels_last_3d memory format for the VAE")
     compile: bool = Field(False, description="torch.compile the networks")
+    gradient_clip_val: float | None = Field(
+        None, gt=0.0, description="clip the gradient norm of every step to this value (None: no clipping; the film denoiser "
+                                  "diverged without it when trained past 4000 steps at lr 2e-3)"
+    )
 
 
 class StageConfig(_Strict):

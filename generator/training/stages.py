@@ -168,6 +168,7 @@ def fit_stage(
         precision=trainer.precision,
         max_steps=max_steps,
         max_epochs=-1,
+        gradient_clip_val=trainer.gradient_clip_val,
         val_check_interval=min(val_every, max_steps) if has_val else None,
         check_val_every_n_epoch=None if has_val else 1,
         limit_val_batches=None if has_val else 0,
@@ -261,7 +262,7 @@ def _without_step_counts(record: dict[str, Any]) -> dict[str, Any]:
     for stage in ("vae", "fp", "ddpm"):
         for key in _EXTENSIBLE:
             config.get(stage, {}).pop(key, None)
-    for key in ("threads", "num_workers", "mkldnn", "channels_last"):
+    for key in ("threads", "num_workers", "mkldnn", "channels_last", "gradient_clip_val"):
         config.get("trainer", {}).pop(key, None)
     config.get("ddpm", {}).pop("sampling", None)  # how the finished model samples: written into the bundle, no effect on training
     return {**record, "config": config}
@@ -271,7 +272,8 @@ def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
     """Refuse a folder holding a run of another config or dataset; record this run's config.
 
     Only the step counts (``max_steps``, ``val_every``, ``checkpoint_every``) and the CPU settings of the
-    trainer (``threads``, ``num_workers``, ``mkldnn``, ``channels_last``) and the bundle's ``ddpm.sampling`` defaults may differ: training a stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
+    trainer (``threads``, ``num_workers``, ``mkldnn``, ``channels_last``, ``gradient_clip_val``: train on with clipping) and the
+    bundle's ``ddpm.sampling`` defaults may differ: training a stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
     continues from its last checkpoint).
     """
     record = {"config": config.model_dump(mode="json"), "n_samples": n_samples}

@@ -96,6 +96,19 @@ def test_a_stage_trains_longer_from_its_last_checkpoint(tiny_dataset, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["config"]["ddpm"]["max_steps"] == 6
 
 
+def test_gradient_clipping_reaches_the_trainer(tiny_dataset, tmp_path):
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_start(self, trainer, module):
+            seen.append(trainer.gradient_clip_val)
+
+    overrides = {**FAST, "trainer": {"gradient_clip_val": 0.5}}
+    train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides=overrides, progress=False,
+                   callbacks={"vae": [Record()], "ddpm": [Record()]})
+    assert seen == [0.5, 0.5]
+
+
 def test_unknown_condition_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(InvalidInputError, match="data.conditions: attribute 'no_such_descriptor'"):
         train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path / "o", overrides={"data": {"conditions": ["no_such_descriptor"]}}, progress=False)
