@@ -29,6 +29,15 @@ def graspi_fixture_paths() -> list[Path]:
     return paths
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny networks run fastest so, and do not stall on a busy machine."""
+    from generator.physics.cahn_hilliard import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``tiny`` Cahn-Hilliard dataset, simulated and labelled with descriptors."""

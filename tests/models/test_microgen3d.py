@@ -71,15 +71,6 @@ def write_weights(folder: Path, table: dict, *, fill: str = "random", seed: int 
     return folder
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks run fastest on one thread (and do not stall on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- layout
 
 @pytest.mark.parametrize("kind", list(KINDS))

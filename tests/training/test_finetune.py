@@ -89,14 +89,6 @@ def view_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {kind: helpers.write_weights(root / kind, table[kind], fill="view") for kind in ("experimental", "CH_2phase")}
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _states(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
     return {net: torch.load(folder / name, weights_only=True) for net, name in FILES.items()}
 
