@@ -89,27 +89,12 @@ def r2_difference(requested: np.ndarray, measured: np.ndarray, reference: np.nda
             float(np.nanpercentile(diffs, 2.5)), float(np.nanpercentile(diffs, 97.5)))
 
 
-def nearest_difference(labels: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """For each volume of ``labels`` ``(n, ...)``, the fraction of voxels differing from its nearest volume in ``pool`` ``(m, ...)``.
-
-    Two-phase volumes only (a ±1 encoding turns the Hamming distance into a matrix product).
-    """
-    a = np.where(labels.reshape(len(labels), -1) > 0, 1.0, -1.0).astype(np.float32)
-    b = np.where(pool.reshape(len(pool), -1) > 0, 1.0, -1.0).astype(np.float32)
-    agreement = a @ b.T / a.shape[1]
-    return (1.0 - agreement.max(axis=1)) / 2.0
-
-
 def in_plane_variants(films: np.ndarray) -> list[np.ndarray]:
-    """The 8 in-plane symmetries (x/y flips, x-y transpose) of square films ``(n, X, X, Z)`` (4 flips when X != Y)."""
-    out = []
-    for transpose in ((False, True) if films.shape[1] == films.shape[2] else (False,)):
-        base = films.transpose(0, 2, 1, 3) if transpose else films
-        for fx in (False, True):
-            for fy in (False, True):
-                v = base[:, ::-1] if fx else base
-                out.append(np.ascontiguousarray(v[:, :, ::-1] if fy else v))
-    return out
+    """Films ``(n, X, Y, Z)`` under each in-plane symmetry of training (:func:`generator.training.data.apply_in_plane_symmetry`)."""
+    from generator.training.data import apply_in_plane_symmetry, in_plane_symmetries
+
+    volumes = torch.from_numpy(films)[:, None]
+    return [np.ascontiguousarray(apply_in_plane_symmetry(volumes, k)[:, 0].numpy()) for k in range(in_plane_symmetries(films.shape[1:]))]
 
 
 def nearest_training_distance(crops: np.ndarray, training: np.ndarray) -> np.ndarray:
@@ -232,21 +217,10 @@ def plot(requested: np.ndarray, measured: np.ndarray, names: list[str], title: s
 
 
 def stage_times(run_dir: Path | None) -> dict[str, dict[str, float]]:
-    """Wall and CPU seconds per stage of a training run folder (its ``stage_times.jsonl``; resumed runs summed)."""
-    from generator.training.stages import STAGE_TIMES
+    """Wall and CPU seconds (and steps) per stage of a training run folder, resumed runs summed (``{}`` without one)."""
+    from generator.training.stages import training_record
 
-    out: dict[str, dict[str, float]] = {}
-    log = None if run_dir is None else run_dir / STAGE_TIMES
-    if log is None or not log.is_file():
-        return out
-    for line in log.read_text().splitlines():
-        rec = json.loads(line)
-        entry = out.setdefault(rec["stage"], {"wall_s": 0.0, "cpu_s": 0.0})
-        entry["wall_s"] += rec["wall_s"]
-        entry["cpu_s"] += rec["cpu_s"]
-        if rec.get("to_step") is not None:
-            entry["steps"] = rec["to_step"]
-    return out
+    return {} if run_dir is None else training_record(run_dir)["stages"]
 
 
 def run(args: argparse.Namespace) -> dict:

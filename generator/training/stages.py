@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from generator.checkpoint import make_bundle, save_bundle, zip_problem
+from generator.checkpoint import in_plane_multiple_of_configs, make_bundle, save_bundle, zip_problem
 from generator.errors import CheckpointError, InvalidInputError
 from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, LatentUNet
@@ -243,10 +243,11 @@ def _generate_shape(config: TrainConfig, film_shape: tuple[int, int, int]) -> tu
     shape = tuple(int(n) for n in config.data.generate_shape)
     if shape == film_shape:
         return shape
-    if not _periodic(config) or not config.fp.model.conv_channels:
+    step = in_plane_multiple_of_configs({"vae": config.vae.model.model_dump(), "feature_predictor": config.fp.model.model_dump(),
+                                         "unet": config.ddpm.model.model_dump()})
+    if not step:
         raise InvalidInputError("data.generate_shape: another size than the training films' needs in_plane_padding = 'periodic' "
                                 "in vae.model, fp.model and ddpm.model, and fp.model.conv_channels")
-    step = config.vae.model.downsampling * 2 ** (len(config.ddpm.model.channel_mults) - 1)
     if shape[2] != film_shape[2] or any(n < step or n % step for n in shape[:2]):
         raise InvalidInputError(f"data.generate_shape: {list(shape)} needs Z = {film_shape[2]} (the films') and X, Y multiples of {step}")
     return shape
@@ -443,7 +444,8 @@ def training_record(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"stages": {stage: {"wall_s", "cpu_s"}}, "wall_s", "cpu_s"}`` (empty stages when there is no log).
+        ``{"stages": {stage: {"wall_s", "cpu_s"[, "steps"]}}, "wall_s", "cpu_s"}`` (empty stages when there is
+        no log); ``steps`` is the step count the stage last trained to, where it has one.
     """
     stages: dict[str, dict[str, float]] = {}
     path = Path(out_dir) / STAGE_TIMES
@@ -456,6 +458,8 @@ def training_record(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
             entry = stages.setdefault(str(record.get("stage")), {"wall_s": 0.0, "cpu_s": 0.0})
             entry["wall_s"] = round(entry["wall_s"] + float(record.get("wall_s", 0.0)), 3)
             entry["cpu_s"] = round(entry["cpu_s"] + float(record.get("cpu_s", 0.0)), 3)
+            if record.get("to_step") is not None:
+                entry["steps"] = int(record["to_step"])
     return {"stages": stages, "wall_s": round(sum(e["wall_s"] for e in stages.values()), 3),
             "cpu_s": round(sum(e["cpu_s"] for e in stages.values()), 3)}
 
