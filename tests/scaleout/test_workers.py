@@ -30,8 +30,10 @@ sampler = "random"
 n_trials = {N_TRIALS}
 samples_per_trial = {SAMPLES}
 seed = 0
+# A wide target, so that most proposals are feasible whatever machine simulated the tiny data (the test needs
+# measured trials to check their stored microstructures).
 [targets]
-ABS_f_D = {{ at_least = 0.45, at_most = 0.55 }}
+ABS_f_D = {{ at_least = 0.2, at_most = 0.8 }}
 [generation]
 steps = 3
 """
@@ -57,7 +59,7 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(postgres_url, t
     command = ("study", "run", spec, "--storage", postgres_url, "--no-progress")
     procs = []
     try:
-        # 1. One worker, SIGKILLed in the middle of its second measured trial. It pauses there by itself
+        # 1. One worker, SIGKILLed in the middle of its second trial. It pauses there by itself
         #    (paused_worker.py) and says so with a file, so the kill lands mid-trial by construction: no race
         #    with a worker that finishes its trials before the test catches it.
         paused = tmp_path / "paused"
@@ -70,7 +72,7 @@ def test_three_workers_share_a_study_and_survive_a_killed_worker(postgres_url, t
             assert first.poll() is None, (tmp_path / "worker0.log").read_text()[-2000:]
             return paused.is_file()
 
-        wait_until(at_pause, timeout=240, interval=0.05, what="the first worker to pause in its second measured trial")
+        wait_until(at_pause, timeout=240, interval=0.05, what="the first worker to pause in its second trial")
         sigkill(first)
         before = trials(postgres_url)
         killed = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
