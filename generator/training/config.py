@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -67,12 +68,36 @@ class TrainerConfig(_Strict):
     )
 
 
+class LRSchedule(_Strict):
+    """How a stage's learning rate changes over its steps: ``lr`` times :meth:`factor`.
+
+    ``constant`` keeps ``lr``; ``cosine`` warms up linearly over ``warmup_steps``, then decays along half a
+    cosine to ``final_fraction * lr`` at ``max_steps``. The factor depends only on the global step, so a
+    stage resumed with another ``max_steps`` (training on) continues on the new curve.
+    """
+
+    kind: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    final_fraction: float = Field(0.05, ge=0.0, le=1.0, description="cosine: the last step's lr as a fraction of lr")
+
+    def factor(self, step: int, max_steps: int) -> float:
+        """The learning-rate multiplier at optimisation step ``step`` (0-based) of ``max_steps``."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.kind == "constant":
+            return 1.0
+        span = max(1, max_steps - self.warmup_steps)
+        progress = min(1.0, max(0.0, (step - self.warmup_steps) / span))
+        return self.final_fraction + (1.0 - self.final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 class StageConfig(_Strict):
     """Optimisation of one stage."""
 
     max_steps: int = Field(1000, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0.0)
+    lr_schedule: LRSchedule = Field(default_factory=LRSchedule)
     weight_decay: float = Field(0.0, ge=0.0)
     val_every: int = Field(200, ge=1, description="validate every this many steps")
     checkpoint_every: int = Field(200, ge=1, description="write the resumable checkpoint every this many steps")

@@ -323,7 +323,7 @@ def finetune_microgen3d(
             module, _loader(train_set, sc.batch_size, True, tc.num_workers if stage == "vae" else 0),
             _loader(val_set, sc.batch_size, False, tc.num_workers if stage == "vae" else 0) if len(val_set) else None,
             stage=stage, out_dir=out_dir, max_steps=sc.max_steps, val_every=sc.val_every, checkpoint_every=sc.checkpoint_every,
-            trainer=tc, progress=progress, callbacks=callbacks.get(stage, ()),
+            trainer=tc, progress=progress, callbacks=callbacks.get(stage, ()), lr_schedule=sc.lr_schedule,
         )
 
     with speed_settings(tc):

@@ -33,7 +33,7 @@ from generator.checkpoint import in_plane_multiple_of_configs, make_bundle, save
 from generator.errors import CheckpointError, InvalidInputError
 from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, LatentUNet
-from generator.training.config import StageConfig, TrainConfig, TrainerConfig, load_config
+from generator.training.config import LRSchedule, StageConfig, TrainConfig, TrainerConfig, load_config
 from generator.data.dataset import split_by_series
 from generator.data.hdf5 import simulation_record
 from generator.training.data import (
@@ -133,6 +133,28 @@ class StepProgress(Callback):
     on_exception = lambda self, trainer, module, exc: self.on_train_end(trainer, module)  # noqa: E731
 
 
+class ScheduledLR(Callback):
+    """Sets every optimiser group's lr to ``base_lr * schedule.factor(global_step, max_steps)`` before each step.
+
+    It reads only the global step, which Lightning restores on resume, so it keeps no state of its own
+    and a resumed stage with another ``max_steps`` or schedule continues on the new curve.
+    """
+
+    def __init__(self, schedule: LRSchedule, max_steps: int) -> None:
+        self.schedule, self.max_steps = schedule, max_steps
+        self._base: list[float] | None = None
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch, batch_idx: int) -> None:
+        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        if self._base is None:
+            self._base = [g.get("initial_lr", g["lr"]) for g in groups]
+            for g, base in zip(groups, self._base):
+                g["initial_lr"] = base
+        factor = self.schedule.factor(trainer.global_step, self.max_steps)
+        for g, base in zip(groups, self._base):
+            g["lr"] = base * factor
+
+
 def fit_stage(
     module: L.LightningModule,
     train_loader: DataLoader,
@@ -146,8 +168,12 @@ def fit_stage(
     trainer: TrainerConfig,
     progress: bool,
     callbacks: Sequence[Callback] = (),
+    lr_schedule: LRSchedule | None = None,
 ) -> L.Trainer:
     """Fit one stage with Lightning, resuming from ``checkpoints/<stage>/last.ckpt`` when present.
+
+    ``lr_schedule`` (None: the module's constant lr) scales the optimiser's lr at every step
+    (:class:`ScheduledLR`).
 
     Raises
     ------
@@ -173,7 +199,9 @@ def fit_stage(
         check_val_every_n_epoch=None if has_val else 1,
         limit_val_batches=None if has_val else 0,
         num_sanity_val_steps=0,
-        callbacks=[checkpoint, *([StepProgress(stage, max_steps)] if progress else []), *callbacks],
+        callbacks=[checkpoint, *([StepProgress(stage, max_steps)] if progress else []),
+                   *([ScheduledLR(lr_schedule, max_steps)] if lr_schedule is not None and lr_schedule != LRSchedule() else []),
+                   *callbacks],
         logger=CSVLogger(out_dir, name="logs", version=stage),
         log_every_n_steps=max(1, min(25, max_steps // 10)),
         enable_progress_bar=False,
@@ -253,8 +281,9 @@ def _generate_shape(config: TrainConfig, film_shape: tuple[int, int, int]) -> tu
     return shape
 
 
-#: Stage settings a run may change between resumes: how long to train and how often to validate and checkpoint.
-_EXTENSIBLE = ("max_steps", "val_every", "checkpoint_every")
+#: Stage settings a run may change between resumes: how long to train, how often to validate and checkpoint, and the
+#: lr schedule (to train on with a decaying tail).
+_EXTENSIBLE = ("max_steps", "val_every", "checkpoint_every", "lr_schedule")
 
 
 def _without_step_counts(record: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +301,7 @@ def _without_step_counts(record: dict[str, Any]) -> dict[str, Any]:
 def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
     """Refuse a folder holding a run of another config or dataset; record this run's config.
 
-    Only the step counts (``max_steps``, ``val_every``, ``checkpoint_every``) and the CPU settings of the
+    Only the step counts (``max_steps``, ``val_every``, ``checkpoint_every``), the ``lr_schedule`` and the CPU settings of the
     trainer (``threads``, ``num_workers``, ``mkldnn``, ``channels_last``, ``gradient_clip_val``: train on with clipping) and the
     bundle's ``ddpm.sampling`` defaults may differ: training a stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
     continues from its last checkpoint).
@@ -360,6 +389,7 @@ def train_pipeline(
                     _loader(Subset(volumes, val_idx), config.vae.batch_size, False, workers) if len(val_idx) else None,
                     stage="vae", out_dir=out_dir, max_steps=config.vae.max_steps, val_every=config.vae.val_every,
                     checkpoint_every=config.vae.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get("vae", ()),
+                    lr_schedule=config.vae.lr_schedule,
                 )
                 vae = module.vae.to(memory_format=torch.contiguous_format)
                 _save(vae.state_dict(), vae_file)
@@ -391,6 +421,7 @@ def train_pipeline(
                 _loader(TensorDataset(mu[val_idx], sigma[val_idx], values[val_idx]), stage_config.batch_size, False) if len(val_idx) else None,
                 stage=stage, out_dir=out_dir, max_steps=stage_config.max_steps, val_every=stage_config.val_every,
                 checkpoint_every=stage_config.checkpoint_every, trainer=tc, progress=progress, callbacks=callbacks.get(stage, ()),
+                lr_schedule=stage_config.lr_schedule,
             )
 
         # 3. feature predictor

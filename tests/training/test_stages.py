@@ -109,6 +109,51 @@ def test_gradient_clipping_reaches_the_trainer(tiny_dataset, tmp_path):
     assert seen == [0.5, 0.5]
 
 
+def test_cosine_schedule_warms_up_then_decays_to_its_final_fraction():
+    from generator.training.config import LRSchedule
+
+    schedule = LRSchedule(kind="cosine", warmup_steps=10, final_fraction=0.05)
+    factors = [schedule.factor(step, 110) for step in range(120)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)  # linear warm-up over 10 steps
+    assert factors[60] == pytest.approx(0.05 + 0.95 * 0.5)  # half way through the decay: half way down
+    assert factors[110] == pytest.approx(0.05) and factors[119] == pytest.approx(0.05)  # the floor, also past max_steps
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # never rises after the warm-up
+    assert all(LRSchedule().factor(step, 100) == 1.0 for step in range(100))
+    with pytest.raises(ValueError):
+        LRSchedule(final_fraction=1.5)
+
+
+class RecordLR(L.Callback):
+    """The optimiser's lr at every step, as the step ran (the schedule callback comes first)."""
+
+    def __init__(self) -> None:
+        self.lrs: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.lrs[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+@pytest.mark.slow
+def test_lr_schedule_drives_the_optimiser_and_survives_a_resume(tiny_dataset, tmp_path):
+    """Each step's lr follows the schedule; a stage resumed with more steps continues on the new curve."""
+    from generator.training.config import LRSchedule
+
+    schedule = {"kind": "cosine", "warmup_steps": 2, "final_fraction": 0.1}
+    ddpm = {**FAST["ddpm"], "max_steps": 8, "lr": 1e-3, "lr_schedule": schedule}
+    first = RecordLR()
+    train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides={**FAST, "ddpm": ddpm}, progress=False, callbacks={"ddpm": [first]})
+    expected = LRSchedule(**schedule)
+    assert sorted(first.lrs) == list(range(8))
+    assert [first.lrs[k] for k in range(8)] == pytest.approx([1e-3 * expected.factor(k, 8) for k in range(8)])
+    # train on to 12 steps: it resumes at the last checkpoint (step 8) and follows the 12-step curve
+    (tmp_path / "ddpm.pt").unlink()
+    longer = RecordLR()
+    train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path, overrides={**FAST, "ddpm": {**ddpm, "max_steps": 12}}, progress=False,
+                   callbacks={"ddpm": [longer]})
+    assert sorted(longer.lrs) == list(range(8, 12))
+    assert [longer.lrs[k] for k in range(8, 12)] == pytest.approx([1e-3 * expected.factor(k, 12) for k in range(8, 12)])
+
+
 def test_unknown_condition_is_refused(tiny_dataset, tmp_path):
     with pytest.raises(InvalidInputError, match="data.conditions: attribute 'no_such_descriptor'"):
         train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path / "o", overrides={"data": {"conditions": ["no_such_descriptor"]}}, progress=False)
