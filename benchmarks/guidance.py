@@ -26,6 +26,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "guidance.json"
 def main() -> None:
     from generator.checkpoint import read_bundle, tensor_to_table
     from generator.data.dataset import split_by_series
+    from generator.data.from_volume import parse_shape
     from generator.descriptors import compute_batch
     from generator.pipeline import load_generator
 
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    size = tuple(int(v) for v in args.size.split("x")) if args.size else None
+    size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
 
     bundle = read_bundle(args.model)
     table = tensor_to_table(bundle["descriptor_table"])

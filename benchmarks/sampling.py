@@ -36,6 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from generator.data.from_volume import parse_shape  # noqa: E402
 from generator.descriptors import compute_batch  # noqa: E402
 from generator.io import atomic_path  # noqa: E402
 from generator.pipeline import Generator, load_generator  # noqa: E402
@@ -155,7 +156,7 @@ def main() -> None:
     parser.add_argument("--size", default=None, help="film size XxYxZ (resizable models; default: the model's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    args.size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else None
+    args.size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -159,7 +159,8 @@ class SimulationSettings:
         return {"preset": self.preset, "source": self.source, "n_phases": self.n_phases, "ch_parameters": self.ch.model_dump(mode="json")}
 
 
-def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | None = None) -> SimulationSettings:
+def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | None = None,
+                        size: Sequence[int] | None = None) -> SimulationSettings:
     """The simulator settings to verify a model's recipes with.
 
     Parameters
@@ -169,6 +170,9 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
     preset
         A dataset preset (name or TOML file) to use instead of the model's own
         record; required when the model has none (MicroGen3D weights).
+    size
+        ``(X, Y, Z)`` of the films a study generated when it is not the model's
+        default (a study's ``[generation] size``): they are verified at that size.
 
     Films are simulated at the size of the generated films (the model's
     ``volume_shape``): a resizable generator trained on 64x64x64 films that
@@ -195,9 +199,9 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
             "(MicroGen3D weights or an older bundle); name the dataset preset with --preset (tiny, small, paper or a .toml)"
         )
     grid = tuple(ch.shape) + (1,) * (3 - len(ch.shape))
-    volume = tuple(record.volume_shape)
+    volume = tuple(int(n) for n in size) if size is not None else tuple(record.volume_shape)
     if grid != volume:
-        if grid == record.trained_on and len(ch.shape) == 3 and grid[2] == volume[2]:
+        if grid in (tuple(record.trained_on), tuple(record.volume_shape)) and len(ch.shape) == 3 and grid[2] == volume[2]:
             ch = ch.model_copy(update={"shape": volume})  # same physics, the generated films' size
         else:
             raise InvalidInputError(
@@ -635,7 +639,7 @@ def verify_study(
     missing = [n for n in RECIPE if n not in record.recipe_names]
     if missing:
         raise InvalidInputError(f"model: its feature predictor gives no {missing[0]}; verification needs phi, chi and log_time")
-    settings = simulation_settings(record, preset)
+    settings = simulation_settings(record, preset, size=spec.generation.size)
     table = record.descriptor_table
     names = spec.descriptor_names()
     scales = dict(study.user_attrs.get("descriptor_scales") or {})

@@ -41,14 +41,30 @@ FORMAT_VERSION = 1
 HDF5_SUFFIXES = (".h5", ".hdf5")
 
 
-def parse_shape(text: str, option: str) -> tuple[int, ...]:
-    """``"64x64x32"`` (or ``"64x64"``) -> ``(64, 64, 32)``; raises :class:`InvalidInputError` naming ``option``."""
+def parse_shape(text: str, option: str, dims: tuple[int, ...] = (2, 3)) -> tuple[int, ...]:
+    """``"64x64x32"`` (or ``"64x64"``) -> ``(64, 64, 32)``: the one parser of the ``XxYxZ`` command-line sizes.
+
+    Parameters
+    ----------
+    text
+        Sizes joined by ``x`` (case-insensitive).
+    option
+        The option's name, for the error message (e.g. ``"--size"``).
+    dims
+        The numbers of sizes accepted (default 2 or 3).
+
+    Raises
+    ------
+    InvalidInputError
+        Not integers, a size below 1, or another number of sizes; names ``option``.
+    """
     try:
         shape = tuple(int(p) for p in text.lower().split("x"))
     except ValueError:
         shape = ()
-    if len(shape) not in (2, 3) or min(shape) < 1:
-        raise InvalidInputError(f"{option}: expected XxYxZ (positive integers, e.g. 64x64x32), got {text!r}")
+    if len(shape) not in dims or min(shape) < 1:
+        form = "XxYxZ" if dims == (3,) else "XxYxZ or XxY"
+        raise InvalidInputError(f"{option}: expected {form} (positive integers, e.g. 128x128x64), got {text!r}")
     return shape
 
 

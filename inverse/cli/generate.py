@@ -62,17 +62,6 @@ def _read_dataset_volumes(path: Path, n: int | None, volume_shape: tuple[int, ..
     return names, volumes
 
 
-def _parse_size(text: str) -> tuple[int, int, int]:
-    """``XxYxZ`` -> ``(X, Y, Z)``; one-line error otherwise."""
-    try:
-        shape = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or any(n < 1 for n in shape):
-        raise InvalidInputError(f"--size: expected XxYxZ with positive sizes, e.g. 128x128x64, got {text!r}")
-    return shape  # type: ignore[return-value]
-
-
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the volumes and the CSV.")],
@@ -114,6 +103,7 @@ def generate(
     from tqdm.auto import tqdm
 
     from generator.conditions import parse_range
+    from generator.data.from_volume import parse_shape
     from generator.descriptors import compute_batch
     from generator.io import atomic_path
     from generator.io.volumes import write_volume
@@ -132,7 +122,7 @@ def generate(
     ranges = dict(parse_range(item) for item in condition_range or [])
     levels = PhaseLevels.parse(phase_levels) if phase_levels is not None else None
     generator = load_generator(model, kind=kind, device=device)
-    film_size = _parse_size(size) if size is not None else None
+    film_size = parse_shape(size, "--size", dims=(3,)) if size is not None else None
     # sampler, steps, guidance, seed, counts, film size and memory, all before the output folder is made
     sampler, steps, guidance = generator.resolve_sampling(sampler, steps, guidance)
     generator.check_sampling(n=16 if n is None else n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,

@@ -26,18 +26,6 @@ def _parse_pair(text: str, option: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def _parse_grid(text: str) -> tuple[int, ...]:
-    from generator.errors import InvalidInputError
-
-    try:
-        shape = tuple(int(p) for p in text.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if len(shape) not in (2, 3):
-        raise InvalidInputError(f"--grid takes XxYxZ (or XxY), got {text!r}")
-    return shape
-
-
 @app.command()
 def simulate(
     preset: Annotated[str, typer.Option("--preset", "-p", help="Preset name (tiny, small, paper) or a preset .toml file.")] = "tiny",
@@ -76,7 +64,9 @@ def simulate(
     if steps is not None:
         ch["steps"] = steps
     if grid is not None:
-        ch["shape"] = _parse_grid(grid)
+        from generator.data.from_volume import parse_shape
+
+        ch["shape"] = parse_shape(grid, "--grid")
     if ch:
         overrides["ch"] = ch
     if phi0 is not None:

@@ -55,7 +55,7 @@ def test_readme_command_creates_the_runs_folder(tmp_path, monkeypatch, capsys):
         (("--phi0", "0"), "phi0_range: phi0 must lie in (0, 1)"),
         (("--preset", "huge"), "unknown preset 'huge'"),
         (("--phases", "4"), "--phases must be 2 or 3"),
-        (("--grid", "16x16x8x2"), "--grid takes XxYxZ"),
+        (("--grid", "16x16x8x2"), "--grid: expected XxYxZ or XxY"),
         (("--device", "tpu"), "--device must be cpu or cuda"),
         (("--threads", "0"), "--threads must be at least 1"),
     ],

@@ -67,6 +67,11 @@ def test_films_are_simulated_at_the_generated_size(tiny_dataset):
     assert settings.ch.shape == (64, 64, 16)
     assert settings.ch.model_dump(exclude={"shape"}) == load_preset("tiny").ch.model_dump(exclude={"shape"})
     assert verify.simulation_settings(record, "tiny").ch.shape == (64, 64, 16)
+    # a study that generated at another size ([generation] size) is verified at that size
+    assert verify.simulation_settings(record, size=(96, 32, 16)).ch.shape == (96, 32, 16)
+    assert verify.simulation_settings(_record(tiny_dataset), size=(64, 32, 16)).ch.shape == (64, 32, 16)
+    with pytest.raises(InvalidInputError, match=r"\[64, 64, 32\]"):
+        verify.simulation_settings(record, size=(64, 64, 32))
     other_z = dataclasses.replace(record, volume_shape=(64, 64, 32))
     with pytest.raises(InvalidInputError, match=r"differs from the model's volume shape \[64, 64, 32\]"):
         verify.simulation_settings(other_z)
