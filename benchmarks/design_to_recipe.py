@@ -207,6 +207,15 @@ def run_target(i: int, film: pd.Series, args, model: str, settings, posterior, s
     return out
 
 
+def _write_partial(out_path: Path, args, rows: list[dict], tried: int) -> None:  # noqa: ANN001
+    """The targets done so far, so that a run stopped early (hours on a CPU) keeps them; the final summary replaces it."""
+    partial = out_path.with_name(out_path.stem + "_partial.json")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(partial) as tmp:
+        tmp.write_text(json.dumps({"partial": True, "args": {k: v for k, v in vars(args).items()}, "n_candidates": tried,
+                                   "targets": rows}, indent=2, default=str))
+
+
 _TABLES: dict[str, pd.DataFrame] = {}
 
 
@@ -385,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             row = run_target(len(rows), film, args, args.model, settings, posterior, scales, workdir)
             rows.append(row)
+            _write_partial(out_path, args, rows, tried)
             b = row.get("b", {"success": None, "runs": None})
             print(f"target {row['target']}: (a) {row['a']['success']} in {row['a']['runs']} runs, (b) {b['success']} in "
                   f"{b['runs']} runs, (c) {row['c']['success']}", flush=True)
@@ -407,6 +417,7 @@ def main(argv: list[str] | None = None) -> dict:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_path) as tmp_out:
         tmp_out.write_text(json.dumps(summary, indent=2, default=float))
+    out_path.with_name(out_path.stem + "_partial.json").unlink(missing_ok=True)
     print(f"wrote {out_path} ({summary['seconds']:.0f} s)")
     return summary
 
