@@ -243,7 +243,7 @@ def trial_breakdown(rows: list[dict]) -> dict:
 
 def measure_speedup(model: str, n: int) -> dict:
     """Descriptor time of ``n`` generated films on one thread and on every core."""
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
     from generator.descriptors import compute_batch
 
     generator = load_generator(model)

@@ -96,7 +96,7 @@ def main() -> None:
 
     import torch
 
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
 
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -39,6 +39,10 @@ from inverse.recipes import pareto_mask, study_recipes
 from inverse.search import MEASURED
 from inverse.spec import Target
 from inverse.verify import VERIFICATION_ATTR
+from generator.io import write_volume
+from generator.loading import load_generator
+from inverse.posterior import posterior_for_model
+from inverse.refine import REFINEMENT_ATTR
 
 #: Environment variables read when the app is started without ``-- --storage URL`` / ``--runs-dir DIR``.
 STORAGE_ENV = "MICRODESIGN_STORAGE"
@@ -402,8 +406,6 @@ def verification_table(data: StudyData) -> pd.DataFrame:
 
 def refinement_records(data: StudyData) -> dict[int, dict[str, Any]]:
     """``{trial number: record}`` of the study's ``refinement`` attribute (``microdesign verify --refine``)."""
-    from inverse.refine import REFINEMENT_ATTR
-
     stored = data.user_attrs.get(REFINEMENT_ATTR)
     trials = stored.get("trials") if isinstance(stored, dict) else None
     return {int(k): r for k, r in (trials or {}).items() if isinstance(r, dict)}
@@ -424,8 +426,6 @@ def refinement_table(record: dict[str, Any]) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Fitting the recipe posterior ...")
 def _posterior(path: str) -> Any:
-    from inverse.posterior import posterior_for_model
-
     return posterior_for_model(path)
 
 
@@ -510,8 +510,6 @@ def trial_samples(folder: str, artifact_id: str) -> TrialSamples:
 @st.cache_data(max_entries=16, show_spinner=False)
 def volume_bytes(folder: str, artifact_id: str, sample: int, suffix: str) -> bytes:
     """One sample of a trial as a file (``.vti`` or ``.npy``, via :func:`generator.io.write_volume`)."""
-    from generator.io import write_volume
-
     labels = trial_samples(folder, artifact_id).labels[sample]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"volume{suffix}"
@@ -524,8 +522,6 @@ def volume_bytes(folder: str, artifact_id: str, sample: int, suffix: str) -> byt
 @st.cache_resource(show_spinner="Loading the model ...")
 def load_model(path: str, kind: str | None) -> Any:
     """The study's generator (:func:`generator.checkpoint.load_generator`), loaded once per process."""
-    from generator.checkpoint import load_generator
-
     return load_generator(path, kind=kind)
 
 

@@ -27,6 +27,8 @@ import pandas as pd
 
 from generator.errors import MicrodesignError
 from inverse.spec import Bound, Target, is_count_descriptor
+from generator.checkpoint import NonFiniteOutputError
+from generator.descriptors import compute_batch
 
 #: Columns of the training table that are not measured descriptors.
 NON_DESCRIPTOR_COLUMNS = frozenset({"series", "snapshot", "phi", "chi", "log_time", "time", "sample", "key"})
@@ -96,9 +98,6 @@ def measure(
     GenerationFailed
         NaN or inf in the generator's latents, decoder logits or predictions, or no volume.
     """
-    from generator.checkpoint import NonFiniteOutputError
-    from generator.descriptors import compute_batch
-
     start = time.perf_counter()
     try:
         result = generator.generate(  # type: ignore[attr-defined]

@@ -55,6 +55,9 @@ from scipy import stats
 from generator.errors import InvalidInputError
 from inverse.evaluation import NON_DESCRIPTOR_COLUMNS
 from inverse.spec import is_count_descriptor
+from generator.descriptors import compute_batch
+from generator.loading import DEFAULT_BUNDLE
+from generator.model_info import read_model_record
 
 #: The recipe variables, in simulator order.
 RECIPE = ("phi", "chi", "log_time")
@@ -335,8 +338,6 @@ class RecipePosterior:
 
     def predict_volumes(self, volumes: np.ndarray, *, n_jobs: int | None = None, n_phases: int | None = None) -> RecipeDistribution:
         """The recipe posterior of a design given as label volumes ``(n, X, Y, Z)``: measured (in parallel), then :meth:`predict_set`."""
-        from generator.descriptors import compute_batch
-
         return self.predict_set(pd.DataFrame(compute_batch(list(volumes), n_jobs=n_jobs, n_phases=n_phases)).astype(float))
 
     # ------------------------------------------------------------------ the (chi, time) trade-off
@@ -435,8 +436,6 @@ def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LE
 
 @functools.lru_cache(maxsize=8)
 def _cached_posterior(key: str, mtime: float, level: float, features: tuple[str, ...] | None) -> RecipePosterior:
-    from inverse.verify import read_model_record
-
     return posterior_for_table(read_model_record(key).descriptor_table, level=level, features=features)
 
 
@@ -454,8 +453,6 @@ def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: flo
     MicrodesignError
         A model that cannot be read.
     """
-    from generator.pipeline import DEFAULT_BUNDLE
-
     path = DEFAULT_BUNDLE if str(model) == "default" else os.fspath(model)
     mtime = os.path.getmtime(path) if os.path.isfile(path) else 0.0
     return _cached_posterior(str(model), mtime, float(level), tuple(features) if features is not None else None)

@@ -41,6 +41,8 @@ import optuna
 import pandas as pd
 
 from inverse.search import MEASURED
+from generator.errors import InvalidInputError, MicrodesignError
+from inverse.posterior import RECIPE, posterior_for_model
 
 if TYPE_CHECKING:
     from inverse.posterior import RecipePosterior
@@ -88,9 +90,6 @@ def add_posterior(table: pd.DataFrame, measured: Sequence[dict[str, float]], pos
     Without a posterior (or when the trials lack a descriptor it needs) the
     table keeps the feature predictor's recipe (``recipe_source``).
     """
-    from generator.errors import InvalidInputError
-    from inverse.posterior import RECIPE
-
     table = table.copy()
     table["recipe_source"] = "feature predictor"
     if posterior is None or table.empty:
@@ -157,9 +156,6 @@ def rank_recipes(
 
 def study_posterior(study: optuna.Study) -> RecipePosterior | None:
     """The recipe posterior of a study's generator (``None`` when its model has no training table or cannot be read)."""
-    from generator.errors import MicrodesignError
-    from inverse.posterior import posterior_for_model
-
     spec = study.user_attrs.get("spec", {})
     if not spec.get("generator"):
         return None

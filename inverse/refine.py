@@ -45,8 +45,12 @@ import pandas as pd
 
 from generator.errors import InvalidInputError
 from inverse import evaluation, storage as storage_mod
-from inverse.spec import Target
+from inverse.spec import Target, parse_spec
 from inverse.verify import DEFAULT_SEED, RECIPE, SimulationSettings, check_recipes, simulate_recipes
+from generator.descriptors import compute_batch
+from generator.model_info import read_model_record
+from inverse.posterior import intensive_features, posterior_for_model
+from inverse.search import make_sampler
 
 #: Study user attribute holding the refinement trails.
 REFINEMENT_ATTR = "refinement"
@@ -185,8 +189,6 @@ def evaluate_recipe(recipe: Mapping[str, float], settings: SimulationSettings, t
     seconds : dict
         ``{"simulate", "measure"}`` wall time.
     """
-    from generator.descriptors import compute_batch
-
     start = time.perf_counter()
     labels, _ = simulate_recipes(np.array([[recipe[n] for n in RECIPE]]), settings, seeds, max_steps=max_steps, device=device)
     simulated_at = time.perf_counter()
@@ -286,8 +288,6 @@ def search_recipes(
         No targets, a budget smaller than one candidate's runs, ``n_seeds < 1``, or a box
         whose longest time exceeds ``max_steps``.
     """
-    from inverse.search import make_sampler
-
     if not targets:
         raise InvalidInputError("refine: the study has no targets; there is nothing to verify a recipe against")
     if int(n_seeds) < 1:
@@ -397,9 +397,6 @@ def target_posterior(targets: Mapping[str, Target], model: str, n: int, *, seed:
 
     ``[]`` when the model has no training table or no target is an intensive descriptor of it.
     """
-    from inverse.posterior import intensive_features, posterior_for_model
-    from inverse.verify import read_model_record
-
     if n < 1:
         return []
     table = read_model_record(model).descriptor_table
@@ -487,10 +484,6 @@ def refine_trial(
     InvalidInputError
         As :func:`search_recipes`.
     """
-    from inverse.posterior import posterior_for_model
-    from inverse.spec import parse_spec
-    from inverse.verify import read_model_record
-
     spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")
     record = read_model_record(spec.generator, kind=spec.kind)
     scales = dict(study.user_attrs.get("descriptor_scales") or {})

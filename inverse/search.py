@@ -37,10 +37,13 @@ import numpy as np
 import optuna
 from optuna.artifacts import upload_artifact
 
-from generator.errors import InvalidInputError
+from generator.errors import InvalidInputError, MicrodesignError
 from inverse import evaluation, feasibility, storage as storage_mod
 from inverse.masking import mask_credentials
 from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
+from generator.descriptors import descriptor_names
+from generator.loading import load_generator
+from inverse.posterior import posterior_for_table
 
 class _DropGreenletNotice(logging.Filter):
     """Optuna's GPSampler notes on every study that ``greenlet`` is missing; it only costs speed."""
@@ -199,8 +202,6 @@ def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trial
 
 def measured_descriptor_names(generator: Any) -> list[str]:
     """The descriptors measured on every generated volume (the names ``compute`` returns)."""
-    from generator.descriptors import descriptor_names
-
     return list(descriptor_names(int(generator.n_phases)))
 
 
@@ -255,8 +256,6 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
         Unknown names, or a search space with no feasible point.
     """
     if generator is None:
-        from generator.checkpoint import load_generator
-
         generator = load_generator(spec.generator, kind=spec.kind)
     gen = spec.generation  # sampler, steps, film size and memory: checked here, not at the first trial
     try:
@@ -394,9 +393,6 @@ def trial_seed(spec_seed: int, trial_number: int) -> int:
 
 def _recipe_posterior(plan: StudyPlan, measured_mean: Mapping[str, float]) -> dict[str, Any] | None:
     """The calibrated recipe posterior of a trial's films (:mod:`inverse.posterior`), or ``None`` for models without a training table."""
-    from generator.errors import MicrodesignError
-    from inverse.posterior import posterior_for_table
-
     if plan.generator.descriptor_table is None:
         return None
     try:

@@ -36,12 +36,16 @@ import optuna
 import pandas as pd
 from tqdm.auto import tqdm
 
+from generator.descriptors import compute_batch
 from generator.errors import InvalidInputError
-from generator.validation import check_device, check_seed
+from generator.model_info import ModelRecord, read_model_record
 from generator.physics.cahn_hilliard import CHParameters, SpinodalWarning, simulate, spinodal_chi
 from generator.physics.labels import label_three_phase, label_two_phase
+from generator.physics.presets import load_preset
+from generator.validation import check_device, check_seed
 from inverse import evaluation, storage as storage_mod
 from inverse.spec import StudySpec, parse_spec
+from inverse.recipes import study_recipes
 
 #: Study user attribute holding the verification results.
 VERIFICATION_ATTR = "verification"
@@ -56,78 +60,6 @@ MAX_STEPS_FACTOR = 10
 
 
 # ----------------------------------------------------------------------------- how the data was simulated
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """What verification needs to know about a generator (its networks are not needed).
-
-    Attributes
-    ----------
-    n_phases
-        2 or 3: how simulated fields are labelled.
-    volume_shape
-        ``(X, Y, Z)`` of the generated films (the generator's default size).
-    recipe_names
-        The recipe variables the feature predictor outputs.
-    descriptor_table
-        The training set's attributes (``None`` for MicroGen3D weights).
-    simulation
-        The bundle's ``simulation`` record (``preset``, ``ch_parameters``,
-        ``n_phases``) or ``None`` when the model does not record it.
-    """
-
-    n_phases: int
-    volume_shape: tuple[int, int, int]
-    recipe_names: tuple[str, ...]
-    descriptor_table: pd.DataFrame | None
-    simulation: Mapping[str, Any] | None
-    training_shape: tuple[int, int, int] | None = None
-
-    @property
-    def trained_on(self) -> tuple[int, int, int]:
-        """``(X, Y, Z)`` of the training films (:attr:`volume_shape` when not recorded)."""
-        return tuple(self.training_shape or self.volume_shape)
-
-
-def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | None = None) -> ModelRecord:
-    """Read what verification needs from a bundle (without building its networks) or a MicroGen3D folder.
-
-    Parameters
-    ----------
-    model
-        Bundle file, ``"default"`` or a folder of MicroGen3D weights (then ``kind``,
-        unless it is a fine-tuned folder, whose ``microgen3d.json`` also records
-        how its data was simulated).
-
-    Raises
-    ------
-    MicrodesignError
-        When the model cannot be found or read.
-    """
-    from generator.checkpoint import read_bundle, tensor_to_table
-    from generator.models.microgen3d import read_metadata
-    from generator.pipeline import DEFAULT_BUNDLE, RECIPE_NAMES, load_generator
-
-    path = DEFAULT_BUNDLE if str(model) == "default" else Path(model)
-    if (str(model) == "default" and not path.is_file()) or path.is_dir():
-        generator = load_generator(model, kind=kind)  # raises the toolkit's message for a missing default
-        meta = read_metadata(path) if path.is_dir() else None  # a fine-tuned folder records how its data was simulated
-        return ModelRecord(
-            n_phases=int(generator.n_phases), volume_shape=tuple(generator.volume_shape),
-            recipe_names=tuple(generator.recipe_names), descriptor_table=generator.descriptor_table,
-            simulation=(meta or {}).get("simulation"),
-            training_shape=tuple(getattr(generator, "training_shape", generator.volume_shape)),
-        )
-    bundle = read_bundle(path)
-    return ModelRecord(
-        n_phases=int(bundle["n_phases"]),
-        volume_shape=tuple(int(s) for s in bundle["volume_shape"]),
-        recipe_names=tuple(n for n in RECIPE_NAMES if n in bundle["attribute_names"]),
-        descriptor_table=tensor_to_table(bundle["descriptor_table"]),
-        simulation=bundle.get("simulation"),
-        training_shape=tuple(int(s) for s in bundle.get("training_shape") or bundle["volume_shape"]),
-    )
-
 
 @dataclass(frozen=True)
 class SimulationSettings:
@@ -181,8 +113,6 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
     InvalidInputError
         No record and no preset, or a grid that is neither the generated nor the training films' size.
     """
-    from generator.physics.presets import load_preset
-
     if preset is not None:
         loaded = load_preset(preset)
         ch, name, source = loaded.ch, loaded.name, "preset"
@@ -507,8 +437,6 @@ def load_study(name: str, storage: str | None = None) -> tuple[optuna.Study, str
 
 def _ranked(study: optuna.Study, top_k: int) -> pd.DataFrame:
     """The first ``top_k`` rows of the study's ranked recipe table (:func:`inverse.recipes.study_recipes`)."""
-    from inverse.recipes import study_recipes
-
     if int(top_k) < 1:
         raise InvalidInputError(f"top_k: must be >= 1, got {top_k}")
     table = study_recipes(study)
@@ -617,8 +545,6 @@ def verify_study(
         Bad ``top_k``/``n_seeds``, a study without a spec or measured trials,
         a model without a simulation record and no ``preset``.
     """
-    from generator.descriptors import compute_batch
-
     if int(n_seeds) < 1:
         raise InvalidInputError(f"seeds: must be >= 1, got {n_seeds}")
     check_seed(seed, "seed")

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from generator.descriptors import _kernels
+import generator.descriptors._kernels as _kernels
 from generator.errors import InvalidInputError
 
 DONOR, ACCEPTOR, MIXED = 0, 1, 2

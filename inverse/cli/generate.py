@@ -118,7 +118,7 @@ def generate(
     from generator.io import atomic_path
     from generator.io.volumes import write_volume
     from generator.levels import PhaseLevels, labels_from_grey
-    from generator.pipeline import load_generator
+    from generator.loading import load_generator
     from generator.validation import check_output_folder
 
     if jobs is not None and jobs < 1:

@@ -97,7 +97,7 @@ def test_unknown_sampler_is_a_user_error():
 
 @pytest.fixture(scope="module")
 def tiny_generator(tiny_bundle):
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
 
     return load_generator(tiny_bundle)
 

@@ -7,7 +7,7 @@ import pytest
 
 from generator.errors import InvalidInputError
 from generator.model_info import model_info
-from generator.pipeline import load_generator
+from generator.loading import load_generator
 from generator.training import train_pipeline
 from generator.training.config import load_config
 
