@@ -33,16 +33,16 @@ from sklearn.decomposition import PCA
 
 from dashboards._text import md_text
 from generator.errors import MicrodesignError
+from generator.io import write_volume
+from generator.loading import load_generator
 from inverse import feasibility
 from inverse import storage as storage_mod
+from inverse.posterior import posterior_for_model
 from inverse.recipes import pareto_mask, study_recipes
+from inverse.refine import REFINEMENT_ATTR
 from inverse.search import MEASURED
 from inverse.spec import Target
 from inverse.verify import VERIFICATION_ATTR
-from generator.io import write_volume
-from generator.loading import load_generator
-from inverse.posterior import posterior_for_model
-from inverse.refine import REFINEMENT_ATTR
 
 #: Environment variables read when the app is started without ``-- --storage URL`` / ``--runs-dir DIR``.
 STORAGE_ENV = "MICRODESIGN_STORAGE"

@@ -26,7 +26,8 @@ from generator.checkpoint import in_plane_multiple_of_configs, read_bundle, tens
 from generator.errors import FileFormatError
 from generator.loading import DEFAULT_BUNDLE, load_generator
 from generator.models.microgen3d import read_metadata
-from generator.pipeline import RECIPE_NAMES, SAMPLING_DEFAULTS
+from generator.physics.recipes import RECIPE_NAMES
+from generator.pipeline import SAMPLING_DEFAULTS
 
 #: Suffix of the model-card summary written beside a bundle (``default.pt`` -> ``default.card.json``).
 CARD_SUFFIX = ".card.json"

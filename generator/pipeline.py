@@ -24,10 +24,8 @@ from generator.conditions import draw_conditions
 from generator.diffusion import Denoiser, NoiseSchedule, make_scheduler, sample_latents
 from generator.errors import InvalidInputError
 from generator.levels import check_threshold, labels_from_grey
+from generator.physics.recipes import RECIPE_NAMES  # noqa: F401  (the recipe attributes a feature predictor may output)
 from generator.validation import check_finite, check_memory, check_seed
-
-#: Recipe (processing) attributes, in this order, when a feature predictor outputs them.
-RECIPE_NAMES = ("phi", "chi", "log_time")
 
 #: How :meth:`Generator.generate` samples when neither the call nor the model says otherwise.
 SAMPLING_DEFAULTS = {"sampler": "dpm++", "steps": 25, "guidance": 1.0}

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from generator.errors import MicrodesignError
-from inverse.spec import Bound, Target, is_count_descriptor
 from generator.checkpoint import NonFiniteOutputError
 from generator.descriptors import compute_batch
+from generator.errors import MicrodesignError
+from inverse.spec import Bound, Target, is_count_descriptor
 
 #: Columns of the training table that are not measured descriptors.
 NON_DESCRIPTOR_COLUMNS = frozenset({"series", "snapshot", "phi", "chi", "log_time", "time", "sample", "key"})

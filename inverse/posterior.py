@@ -52,15 +52,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from generator.errors import InvalidInputError
-from inverse.evaluation import NON_DESCRIPTOR_COLUMNS
-from inverse.spec import is_count_descriptor
 from generator.descriptors import compute_batch
+from generator.errors import InvalidInputError
 from generator.loading import DEFAULT_BUNDLE
 from generator.model_info import read_model_record
+from generator.physics.recipes import RECIPE_NAMES as RECIPE
+from inverse.evaluation import NON_DESCRIPTOR_COLUMNS
+from inverse.spec import is_count_descriptor
 
-#: The recipe variables, in simulator order.
-RECIPE = ("phi", "chi", "log_time")
 #: Default probability of the credible regions and intervals.
 DEFAULT_LEVEL = 0.8
 #: Columns that are identifiers, not descriptors, besides :data:`inverse.evaluation.NON_DESCRIPTOR_COLUMNS`.

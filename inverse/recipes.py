@@ -40,9 +40,9 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from inverse.search import MEASURED
 from generator.errors import InvalidInputError, MicrodesignError
 from inverse.posterior import RECIPE, posterior_for_model
+from inverse.search import MEASURED
 
 if TYPE_CHECKING:
     from inverse.posterior import RecipePosterior

@@ -5,7 +5,7 @@ is simulated and its films miss the targets (``microdesign verify``),
 :func:`refine_trial` goes on: an Optuna search over ``(phi, chi, log_time)``
 whose objective is the study's own score of the *simulated* films (the mean
 descriptors of ``seeds`` runs, simulated together in one batch,
-:func:`inverse.verify.simulate_recipes`). It is warm-started from the recipe
+:func:`generator.physics.recipes.simulate_recipes`). It is warm-started from the recipe
 posterior (the verified recipe is added as the first, already simulated,
 candidate; the targets' posterior mean and draws are queued next) and stops as soon as a
 candidate meets every target, or when the budget of simulator runs is spent.
@@ -43,14 +43,15 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from generator.errors import InvalidInputError
-from inverse import evaluation, storage as storage_mod
-from inverse.spec import Target, parse_spec
-from inverse.verify import DEFAULT_SEED, RECIPE, SimulationSettings, check_recipes, simulate_recipes
 from generator.descriptors import compute_batch
+from generator.errors import InvalidInputError
 from generator.model_info import read_model_record
+from generator.physics.recipes import RECIPE_NAMES as RECIPE, SimulationSettings, check_recipes, simulate_recipes
+from inverse import evaluation, storage as storage_mod
 from inverse.posterior import intensive_features, posterior_for_model
 from inverse.search import make_sampler
+from inverse.spec import Target, parse_spec
+from inverse.verify import DEFAULT_SEED
 
 #: Study user attribute holding the refinement trails.
 REFINEMENT_ATTR = "refinement"

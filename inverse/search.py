@@ -37,13 +37,13 @@ import numpy as np
 import optuna
 from optuna.artifacts import upload_artifact
 
+from generator.descriptors import descriptor_names
 from generator.errors import InvalidInputError, MicrodesignError
+from generator.loading import load_generator
 from inverse import evaluation, feasibility, storage as storage_mod
 from inverse.masking import mask_credentials
-from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
-from generator.descriptors import descriptor_names
-from generator.loading import load_generator
 from inverse.posterior import posterior_for_table
+from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
 
 class _DropGreenletNotice(logging.Filter):
     """Optuna's GPSampler notes on every study that ``greenlet`` is missing; it only costs speed."""

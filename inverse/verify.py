@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,62 +33,34 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from tqdm.auto import tqdm
 
 from generator.descriptors import compute_batch
 from generator.errors import InvalidInputError
 from generator.model_info import ModelRecord, read_model_record
-from generator.physics.cahn_hilliard import CHParameters, SpinodalWarning, simulate, spinodal_chi
-from generator.physics.labels import label_three_phase, label_two_phase
+from generator.physics.cahn_hilliard import CHParameters, spinodal_chi
 from generator.physics.presets import load_preset
+from generator.physics.recipes import (  # noqa: F401  (also verify's names before they moved)
+    MAX_STEPS_FACTOR,
+    RECIPE_NAMES as RECIPE,
+    SimulationSettings,
+    check_recipes,
+    label_fields,
+    simulate_recipes,
+)
 from generator.validation import check_device, check_seed
 from inverse import evaluation, storage as storage_mod
-from inverse.spec import StudySpec, parse_spec
 from inverse.recipes import study_recipes
+from inverse.spec import StudySpec, parse_spec
 
 #: Study user attribute holding the verification results.
 VERIFICATION_ATTR = "verification"
 #: Version of the stored schema (``docs/verification.md``).
 SCHEMA_VERSION = 1
-#: The recipe variables a verification needs, in simulator order.
-RECIPE = ("phi", "chi", "log_time")
 #: Default first noise seed of the verification runs (training presets use small seeds).
 DEFAULT_SEED = 100_000
-#: Default limit on the steps of one run, as a multiple of the training runs' steps.
-MAX_STEPS_FACTOR = 10
 
 
 # ----------------------------------------------------------------------------- how the data was simulated
-
-@dataclass(frozen=True)
-class SimulationSettings:
-    """The simulator settings of a model's training data: what verification re-runs.
-
-    Attributes
-    ----------
-    ch
-        Cahn-Hilliard parameters (grid, ``kappa``, ``dt``, ``N_A``, ``N_B``, mobility, noise, ...).
-    n_phases
-        2 or 3 (labelling).
-    preset
-        Dataset preset name, when known.
-    source
-        ``"bundle"`` (the model's own record) or ``"preset"`` (named by the user).
-    """
-
-    ch: CHParameters
-    n_phases: int
-    preset: str | None
-    source: str
-
-    def steps_for(self, log_time: float) -> int:
-        """Time steps of a run that ends at ``log_time`` (the training data's mapping)."""
-        return self.ch.steps_for_log_time(float(log_time))
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready description (stored with the results)."""
-        return {"preset": self.preset, "source": self.source, "n_phases": self.n_phases, "ch_parameters": self.ch.model_dump(mode="json")}
-
 
 def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | None = None) -> SimulationSettings:
     """The simulator settings to verify a model's recipes with.
@@ -134,109 +105,6 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
                 f"preset: the grid {list(ch.shape)} of preset {name} differs from the model's volume shape {list(volume)}"
             )
     return SimulationSettings(ch=ch, n_phases=record.n_phases, preset=name, source=source)
-
-
-# ----------------------------------------------------------------------------- simulation
-
-def label_fields(fields: np.ndarray, n_phases: int) -> np.ndarray:
-    """Phase labels of donor-fraction fields, like the training data.
-
-    Parameters
-    ----------
-    fields
-        ``(B, X, Y, Z)`` or ``(B, X, Y)`` local donor fractions.
-    n_phases
-        2 or 3.
-
-    Returns
-    -------
-    np.ndarray
-        ``(B, X, Y, Z)`` ``uint8`` labels (``Z = 1`` for 2-D fields).
-    """
-    label = label_two_phase if n_phases == 2 else label_three_phase
-    labels = np.stack([label(f) for f in np.asarray(fields)])
-    return labels if labels.ndim == 4 else labels[..., None]
-
-
-def check_recipes(recipes: np.ndarray, settings: SimulationSettings, max_steps: int | None = None) -> np.ndarray:
-    """Validate ``(k, 3)`` recipes ``(phi, chi, log_time)`` and return their step counts ``(k,)``.
-
-    Raises
-    ------
-    InvalidInputError
-        A non-finite value, ``phi`` outside (0, 1), or a time beyond ``max_steps``
-        (default :data:`MAX_STEPS_FACTOR` times the training runs' steps).
-    """
-    recipes = np.atleast_2d(np.asarray(recipes, dtype=np.float64))
-    if recipes.ndim != 2 or recipes.shape[1] != 3 or len(recipes) == 0:
-        raise InvalidInputError(f"recipes: expected a (k, 3) array of (phi, chi, log_time), got shape {recipes.shape}")
-    limit = int(max_steps or MAX_STEPS_FACTOR * settings.ch.steps)
-    steps = np.empty(len(recipes), dtype=np.int64)
-    for i, (phi, chi, log_time) in enumerate(recipes):
-        if not np.all(np.isfinite([phi, chi, log_time])):
-            raise InvalidInputError(f"recipe {i}: non-finite value in (phi, chi, log_time) = ({phi}, {chi}, {log_time})")
-        if not 0.0 < phi < 1.0:
-            raise InvalidInputError(f"recipe {i}: phi={phi:g} must lie in (0, 1)")
-        steps[i] = settings.steps_for(log_time)
-        if steps[i] > limit:
-            raise InvalidInputError(
-                f"recipe {i}: log_time={log_time:.3g} needs {steps[i]} time steps, more than the limit {limit}; raise --max-steps to simulate it"
-            )
-    return steps
-
-
-def simulate_recipes(
-    recipes: np.ndarray,
-    settings: SimulationSettings,
-    seeds: Sequence[int],
-    *,
-    max_steps: int | None = None,
-    device: str | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate every recipe over every seed and label the final fields.
-
-    Runs that end at the same step go together in one batch (``len(seeds)``
-    runs per recipe); each run depends only on its own parameters and seed.
-
-    Parameters
-    ----------
-    recipes
-        ``(k, 3)`` rows ``(phi, chi, log_time)``.
-    settings
-        The training data's simulator settings.
-    seeds
-        ``S`` noise seeds, the same for every recipe.
-    max_steps, device, progress
-        Step limit (see :func:`check_recipes`), torch device, progress bar over recipes.
-
-    Returns
-    -------
-    labels : np.ndarray
-        ``(k, S, X, Y, Z)`` ``uint8`` phase labels.
-    steps : np.ndarray
-        ``(k,)`` time steps simulated per recipe.
-    """
-    recipes = np.atleast_2d(np.asarray(recipes, dtype=np.float64))
-    steps = check_recipes(recipes, settings, max_steps)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise InvalidInputError("seeds: give at least one seed")
-    grid = tuple(settings.ch.shape) + (1,) * (3 - len(settings.ch.shape))
-    labels = np.empty((len(recipes), len(seeds), *grid), dtype=np.uint8)
-    with tqdm(total=len(recipes), desc="simulating recipes", unit="recipe", disable=not progress) as bar:
-        for n_steps in np.unique(steps):
-            group = np.flatnonzero(steps == n_steps)
-            params = settings.ch.model_copy(update={"steps": int(n_steps), "n_snapshots": 1, "first_snapshot_time": float(n_steps * settings.ch.dt)})
-            phi0 = np.repeat(recipes[group, 0], len(seeds))
-            chi = np.repeat(recipes[group, 1], len(seeds))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SpinodalWarning)  # recorded per recipe as below_spinodal
-                *_, last = simulate(params, phi0, chi, np.tile(seeds, len(group)), device=device)
-            assert last.step == n_steps
-            labels[group] = label_fields(last.fields, settings.n_phases).reshape(len(group), len(seeds), *grid)
-            bar.update(len(group))
-    return labels, steps
 
 
 # ----------------------------------------------------------------------------- comparison with the training data

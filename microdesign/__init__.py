@@ -21,10 +21,10 @@ verify
     Verify a study's best recipes by simulation (:func:`inverse.verify.verify_study`).
 simulate
     Simulate recipes ``(phi, chi, log_time)`` with Cahn-Hilliard
-    (:func:`inverse.verify.simulate_recipes`).
+    (:func:`generator.physics.recipes.simulate_recipes`).
 
-Also: :class:`Generator`, :func:`load_spec`, :class:`StudySpec` and
-:data:`__version__`. ``docs/architecture.md`` maps each
+Also: :class:`Generator`, :func:`load_spec`, :class:`StudySpec`,
+:class:`Recipe` and :data:`__version__`. ``docs/architecture.md`` maps each
 concept to the one module that owns it.
 """
 
@@ -42,7 +42,8 @@ _EXPORTS: dict[str, str] = {
     "check": "inverse.feasibility:check",
     "run_study": "inverse.search:run_study",
     "verify": "inverse.verify:verify_study",
-    "simulate": "inverse.verify:simulate_recipes",
+    "simulate": "generator.physics.recipes:simulate_recipes",
+    "Recipe": "generator.physics.recipes:Recipe",
     "Generator": "generator.pipeline:Generator",
     "load_spec": "inverse.spec:load_spec",
     "StudySpec": "inverse.spec:StudySpec",
@@ -57,7 +58,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from inverse.feasibility import check
     from inverse.search import run_study
     from inverse.spec import StudySpec, load_spec
-    from inverse.verify import simulate_recipes as simulate, verify_study as verify
+    from generator.physics.recipes import Recipe, simulate_recipes as simulate
+    from inverse.verify import verify_study as verify
 
 
 def __getattr__(name: str) -> Any:

@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from generator.data.hdf5 import encode_sample, open_h5, read_root_attributes, reported_write_errors, write_root_attributes, write_sample
-from generator.errors import FileFormatError, InvalidInputError
-from generator.io.atomic import atomic_path
-from generator.levels import PhaseLevels, labels_from_grey
 from generator.data.build import _prepare_output
+from generator.data.hdf5 import encode_sample, open_h5, read_root_attributes, reported_write_errors, write_root_attributes, write_sample
 from generator.descriptors import as_labels
 from generator.descriptors.dataset import describe_dataset
+from generator.errors import FileFormatError, InvalidInputError
 from generator.io import read_volume
+from generator.io.atomic import atomic_path
+from generator.levels import PhaseLevels, labels_from_grey
 from generator.physics.labels import labels_to_grey
 
 #: ``format`` root attribute of datasets made by :func:`dataset_from_volume`.

@@ -28,10 +28,12 @@ def _print_recipes(table, *, title: str, top: int, posterior=None) -> None:  # n
     from rich.console import Console
     from rich.table import Table
 
+    from generator.physics.recipes import RECIPE_NAMES
+
     out = Table(title=title)
     for column in ("rank", "trial", "meets", "mismatch", "uncert."):
         out.add_column(column, justify="right", overflow="fold")
-    recipes = [n for n in ("phi", "chi", "log_time") if f"{n}_mean" in table.columns]
+    recipes = [n for n in RECIPE_NAMES if f"{n}_mean" in table.columns]
     measured = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean") and c.removesuffix("_mean") not in recipes]
     with_interval = "recipe_source" in table.columns and (table["recipe_source"] == "posterior").any()
     for name in recipes:  # narrow terminals: names wrap, never cut
