@@ -46,7 +46,8 @@ sys.path.insert(0, str(REPO))
 from generator.errors import MicrodesignError  # noqa: E402
 from generator.io import atomic_path  # noqa: E402
 from inverse.search import run_study  # noqa: E402
-from inverse.spec import is_count_descriptor, load_spec  # noqa: E402
+from generator.descriptors import is_count as is_count_descriptor  # noqa: E402
+from inverse.spec import load_spec  # noqa: E402
 from inverse.verify import (  # noqa: E402
     RECIPE,
     SimulationSettings,

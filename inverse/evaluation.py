@@ -26,12 +26,11 @@ import numpy as np
 import pandas as pd
 
 from generator.checkpoint import NonFiniteOutputError
-from generator.descriptors import compute_batch
+from generator.descriptors import compute_batch, is_count
 from generator.errors import MicrodesignError
-from inverse.spec import Bound, Target, is_count_descriptor
+from inverse.spec import Bound, Target
 
 #: Columns of the training table that are not measured descriptors.
-NON_DESCRIPTOR_COLUMNS = frozenset({"series", "snapshot", "phi", "chi", "log_time", "time", "sample", "key"})
 
 
 class GenerationFailed(MicrodesignError):
@@ -137,7 +136,7 @@ def descriptor_scales(names: Sequence[str], table: pd.DataFrame | None) -> dict[
     for name in names:
         s = float(table[name].std(ddof=0)) if table is not None and name in table.columns else 0.0
         if not np.isfinite(s) or s <= 1e-12:
-            s = 1.0 if is_count_descriptor(name) else 0.1
+            s = 1.0 if is_count(name) else 0.1
         scales[name] = s
     return scales
 

@@ -37,11 +37,9 @@ from sklearn.decomposition import PCA
 if TYPE_CHECKING:
     import torch
 
-from generator.descriptors import descriptor_names
+from generator.descriptors import descriptor_names, is_count, words
 from generator.errors import FileFormatError, InvalidInputError
 from generator.loading import load_generator
-from inverse._words import words
-from inverse.spec import is_count_descriptor
 
 
 @dataclass(frozen=True)
@@ -533,7 +531,7 @@ def check(
     """
     values = {str(k): float(v) for k, v in target.items()}
     for name, value in values.items():
-        if not is_count_descriptor(name) and not 0.0 <= value <= 1.0:
+        if not is_count(name) and not 0.0 <= value <= 1.0:
             raise InvalidInputError(f"{option} {name}: {value} is outside [0, 1]")
     generator = load_generator(model, kind=kind) if isinstance(model, (str, Path)) else model
     known = set(descriptor_names(int(generator.n_phases)))

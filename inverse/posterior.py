@@ -8,7 +8,7 @@ gives a *distribution* of recipes instead, learnt from the training data's
 
 1. **Features.** The film's *intensive* descriptors (fractions and
    normalised counts: every measured descriptor that is not a count, see
-   :func:`inverse.spec.is_count_descriptor`), so that films of another size
+   :func:`generator.descriptors.is_count`), so that films of another size
    than the training films (a resizable generator's 128x128x64 films from
    64x64x64 training films) are described on the same scale. Constant columns
    are dropped; each feature is standardised by its training std.
@@ -52,18 +52,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from generator.descriptors import compute_batch
+from generator.descriptors import NON_DESCRIPTOR_COLUMNS, compute_batch, is_count
 from generator.errors import InvalidInputError
 from generator.loading import DEFAULT_BUNDLE
 from generator.model_info import read_model_record
 from generator.physics.recipes import RECIPE_NAMES as RECIPE
-from inverse.evaluation import NON_DESCRIPTOR_COLUMNS
-from inverse.spec import is_count_descriptor
 
 #: Default probability of the credible regions and intervals.
 DEFAULT_LEVEL = 0.8
-#: Columns that are identifiers, not descriptors, besides :data:`inverse.evaluation.NON_DESCRIPTOR_COLUMNS`.
-_IDENTIFIERS = frozenset({"seed", "step"})
 
 
 def intensive_features(table: pd.DataFrame) -> list[str]:
@@ -76,7 +72,7 @@ def intensive_features(table: pd.DataFrame) -> list[str]:
     """
     names = []
     for name in table.columns:
-        if name in NON_DESCRIPTOR_COLUMNS or name in _IDENTIFIERS or is_count_descriptor(name):
+        if name in NON_DESCRIPTOR_COLUMNS or is_count(name):
             continue
         values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
         if np.isfinite(values).mean() > 0.99 and np.nanstd(values) > 1e-9:

@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from generator.descriptors.registry import is_count
 from generator.errors import InvalidInputError
 from generator.io.toml import read_toml
 from generator.validation import MAX_SEED
@@ -51,15 +52,7 @@ from generator.validation import MAX_SEED
 SamplerName = Literal["random", "tpe", "gp", "botorch"]
 FeasibilityMode = Literal["auto", "constraint", "pca"]
 
-#: Descriptor-name prefixes of counts (not fractions): their targets may exceed 1.
-COUNT_PREFIXES = ("STAT_", "CT_n_", "CT_e_")
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def is_count_descriptor(name: str) -> bool:
-    """Whether ``name`` is a count (``STAT_e``, ``CT_n_D_adj_An``, ...) rather than a fraction in [0, 1]."""
-    return name.startswith(COUNT_PREFIXES)
 
 
 class _Strict(BaseModel):
@@ -197,7 +190,7 @@ class StudySpec(_Strict):
     @classmethod
     def _targets_in_unit_interval(cls, v: dict[str, Target]) -> dict[str, Target]:
         for name, target in v.items():
-            if is_count_descriptor(name):
+            if is_count(name):
                 continue
             bad = [x for x in target.values() if not 0.0 <= x <= 1.0]
             if bad:
@@ -211,7 +204,7 @@ class StudySpec(_Strict):
             if isinstance(bounds, tuple) and bounds[0] > bounds[1]:
                 raise ValueError(f"{name}: reversed bounds [{bounds[0]}, {bounds[1]}]")
             values = bounds if isinstance(bounds, tuple) else (bounds,)
-            outside = [x for x in values if not is_count_descriptor(name) and not 0.0 <= x <= 1.0]
+            outside = [x for x in values if not is_count(name) and not 0.0 <= x <= 1.0]
             if outside:
                 raise ValueError(f"{name}: bound {outside[0]} is outside [0, 1]")
         return v

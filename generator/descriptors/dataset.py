@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.descriptors.core import compute, descriptor_names
+from generator.descriptors.core import compute
+from generator.descriptors.registry import descriptor_names
 from generator.errors import FileFormatError, InvalidInputError
 from generator.io import atomic_path
 from generator.levels import DEFAULT_LEVELS, labels_from_grey

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generator.descriptors.registry import DESCRIPTORS
 from generator.diffusion import NoiseSchedule
 from generator.errors import CheckpointError, FileFormatError, InvalidInputError
 from generator.io import atomic_path
@@ -540,7 +541,7 @@ FILES = {"vae": "vae.pt", "fp": "fp.pt", "ddpm": "ddpm.pt"}
 #: Valid domain of the context attributes, used as condition ranges (the training table is not published).
 #: All are fractions; ``tortuosity_*`` are MicroGen3D's names of ``CT_f_*_tort1`` (see ``generator.descriptors.ALIASES``).
 DOMAINS: dict[str, tuple[float, float]] = {
-    name: (0.0, 1.0)
+    name: DESCRIPTORS[name].domain
     for name in ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1", "vol_frac_D", "vol_frac_M", "tortuosity_A", "tortuosity_D")
 }
 
