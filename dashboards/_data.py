@@ -40,7 +40,7 @@ from inverse import storage as storage_mod
 from inverse.posterior import posterior_for_model
 from inverse.recipes import pareto_mask, study_recipes
 from inverse.refine import REFINEMENT_ATTR
-from inverse.search import MEASURED
+from inverse.record import MEASURED, StudyRecord, TrialRecord
 from inverse.spec import Target
 from inverse.verify import VERIFICATION_ATTR
 
@@ -132,7 +132,7 @@ def study_version(url: str, name: str) -> tuple[int, int, int, int, str]:
 def trial_status(trial: optuna.trial.FrozenTrial) -> str:
     """``measured``, ``infeasible``, ``failed``, ``running``, ``pruned`` or ``waiting``."""
     if trial.state == _STATES.COMPLETE:
-        return str(trial.user_attrs.get("status", MEASURED))
+        return str(TrialRecord.of(trial).status or MEASURED)
     if trial.state == _STATES.FAIL:
         return "failed"
     return trial.state.name.lower()
@@ -164,9 +164,14 @@ class StudyData:
     recipes: pd.DataFrame
 
     @property
+    def record(self) -> StudyRecord:
+        """The study's record (spec, conditions, scales, feasible fraction)."""
+        return StudyRecord.of(self.user_attrs)
+
+    @property
     def spec(self) -> dict[str, Any]:
         """The study spec as stored (a plain dict; empty for studies not made by ``inverse``)."""
-        return dict(self.user_attrs.get("spec") or {})
+        return dict(self.record.spec)
 
     @property
     def targets(self) -> dict[str, Target]:
@@ -176,13 +181,12 @@ class StudyData:
     @property
     def objectives(self) -> list[tuple[str, str]]:
         """``[(descriptor, direction)]`` of the spec's objectives."""
-        return [(o["descriptor"], o.get("direction", "maximize")) for o in self.spec.get("objectives") or []]
+        return self.record.objectives
 
     @property
     def descriptor_names(self) -> list[str]:
         """Target descriptors, then objective descriptors not already targets."""
-        names = list(self.targets)
-        return names + [d for d, _ in self.objectives if d not in names]
+        return self.record.descriptor_names
 
     @property
     def value_names(self) -> list[str]:
@@ -196,12 +200,13 @@ class StudyData:
     @property
     def condition_names(self) -> list[str]:
         """The conditions searched (study attribute, else the first trial's)."""
-        names = self.user_attrs.get("condition_names")
+        names = self.record.condition_names
         if names:
             return list(names)
         for t in self.trials:
-            if t.user_attrs.get("conditions"):
-                return list(t.user_attrs["conditions"])
+            conditions = TrialRecord.of(t).conditions
+            if conditions:
+                return list(conditions)
         return []
 
     @property
@@ -311,19 +316,19 @@ def proposal_table(data: StudyData) -> pd.DataFrame:
     """Every proposal with conditions: ``trial``, ``status``, ``feasible``, ``t2``, ``spe``, ``constraint``, ``mismatch``, conditions."""
     rows = []
     for t in data.trials:
-        conditions = t.user_attrs.get("conditions")
-        if not conditions:
+        record = TrialRecord.of(t)
+        if not record.conditions:
             continue
-        stats = t.user_attrs.get("feasibility", {})
+        stats = record.feasibility
         rows.append({
             "trial": t.number,
             "status": trial_status(t),
-            "feasible": bool(stats.get("feasible", True)),
+            "feasible": record.feasible,
             "t2": stats.get("t2", np.nan),
             "spe": stats.get("spe", np.nan),
             "constraint": stats.get("constraint", np.nan),
-            "mismatch": t.user_attrs.get("score", np.nan),
-            **{name: float(v) for name, v in conditions.items()},
+            "mismatch": np.nan if record.score is None else record.score,
+            **{name: float(v) for name, v in record.conditions.items()},
         })
     return pd.DataFrame(rows)
 
@@ -379,11 +384,11 @@ def verification_table(data: StudyData) -> pd.DataFrame:
     names = verified_descriptors(data)
     rows = []
     for number, r in sorted(verification_records(data).items()):
-        attrs = numbers[number].user_attrs if number in numbers else {}
+        generated = TrialRecord.of(numbers[number]) if number in numbers else TrialRecord()
         row: dict[str, Any] = {
             "trial": number,
             "rank": r.get("rank"),
-            "generated_mismatch": r.get("generated_score", attrs.get("score")),
+            "generated_mismatch": r.get("generated_score", generated.score),
             "verified_mismatch": r.get("score"),
             "meets_targets": r.get("meets_targets"),
             "generated_meets_targets": r.get("generated_meets_targets"),
@@ -395,7 +400,7 @@ def verification_table(data: StudyData) -> pd.DataFrame:
             **(r.get("recipe") or {}),
         }
         for name in names:
-            row[f"{name}_generated"] = attrs.get("measured_mean", {}).get(name)
+            row[f"{name}_generated"] = generated.measured_mean.get(name)
             row[f"{name}_verified"] = (r.get("simulated_mean") or {}).get(name)
             row[f"{name}_verified_std"] = (r.get("simulated_std") or {}).get(name)
         rows.append(row)
@@ -445,7 +450,7 @@ def posterior_density(data: StudyData, trial: int, n: int = 80) -> tuple[np.ndar
     """
     spec = data.spec
     posterior = _posterior(str(spec.get("generator") or "default"))
-    measured = data.trial(trial).user_attrs.get("measured_mean") or {}
+    measured = TrialRecord.of(data.trial(trial)).measured_mean
     dist = posterior.predict(measured)
     sd = np.sqrt(np.diag(dist.cov[0]))
     lo, hi = posterior.y_min, posterior.y_max

@@ -49,6 +49,7 @@ from generator.model_info import read_model_record
 from generator.physics.recipes import RECIPE_NAMES as RECIPE, SimulationSettings, check_recipes, simulate_recipes
 from inverse import evaluation, storage as storage_mod
 from inverse.posterior import intensive_features, posterior_for_model
+from inverse.record import StudyRecord, TrialRecord
 from inverse.search import make_sampler
 from inverse.spec import Target, parse_spec
 from inverse.verify import DEFAULT_SEED
@@ -485,16 +486,17 @@ def refine_trial(
     InvalidInputError
         As :func:`search_recipes`.
     """
-    spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")
+    stored = StudyRecord.of(study)
+    spec = parse_spec(stored.spec, source=f"study {study.study_name}")
     record = read_model_record(spec.generator, kind=spec.kind)
-    scales = dict(study.user_attrs.get("descriptor_scales") or {})
+    scales = dict(stored.descriptor_scales)
     scales.update({n: s for n, s in evaluation.descriptor_scales(list(spec.targets), record.descriptor_table).items() if n not in scales})
     bounds = recipe_bounds(settings, record.descriptor_table, max_steps, spec.recipe)
     warm: list[dict[str, float]] = []
     try:
         warm = target_posterior(spec.targets, spec.generator, n_warm_start, seed=seed)
         posterior = posterior_for_model(spec.generator)
-        measured = study.trials[verification.trial].user_attrs.get("measured_mean", {})
+        measured = TrialRecord.of(study.trials[verification.trial]).measured_mean
         if n_warm_start > 0:
             warm.append(dict(zip(RECIPE, posterior.predict(measured).sample(0, 1, seed=seed)[0])))
     except InvalidInputError:

@@ -43,6 +43,7 @@ from generator.loading import load_generator
 from inverse import evaluation, feasibility, storage as storage_mod
 from inverse.masking import mask_credentials
 from inverse.posterior import posterior_for_table
+from inverse.record import FAILED, INFEASIBLE, MEASURED, StudyRecord, TrialRecord, write_trial
 from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
 
 class _DropGreenletNotice(logging.Filter):
@@ -55,8 +56,6 @@ class _DropGreenletNotice(logging.Filter):
 for _handler in logging.getLogger("optuna").handlers:
     _handler.addFilter(_DropGreenletNotice())
 
-#: User attribute ``status`` values.
-MEASURED, INFEASIBLE, FAILED = "measured", "infeasible", "failed"
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -358,8 +357,8 @@ def _penalty(study: optuna.Study, plan: StudyPlan, violation: float) -> list[flo
     """Values recorded for an infeasible proposal: worst measured score so far + violation; worst objective."""
     values: list[float] = []
     if plan.spec.targets:
-        scores = [t.user_attrs["score"] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                  if t.user_attrs.get("status") == MEASURED]
+        records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        scores = [r.score for r in records if r.measured]
         values.append((max(scores) if scores else 1.0) + violation)
     table = plan.generator.descriptor_table
     for obj in plan.spec.objectives:
@@ -412,8 +411,7 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
         model_ranges = {n: r for n, r in plan.generator.condition_ranges.items() if n in conditions}
         outside = max(_box_excess(conditions, plan.resolved.bounds), _box_excess(conditions, model_ranges))
         violation = float(stats["constraint"][0]) if outside <= 0 else max(float(stats["constraint"][0]), outside)
-        trial.set_user_attr("conditions", conditions)
-        trial.set_user_attr("feasibility", {
+        write_trial(trial, conditions=conditions, feasibility={
             "t2": float(stats["t2"][0]), "t2_limit": float(plan.feasible.t2_limit),
             "spe": float(stats["spe"][0]), "spe_limit": float(plan.feasible.spe_limit),
             "range_excess": float(stats["range_excess"][0]), "constraint": violation, "feasible": violation <= 0,
@@ -422,10 +420,10 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
         if violation > 0:
             if spec.recipe:
                 trial.set_constraint("recipe", 0.0)
-            trial.set_user_attr("status", INFEASIBLE)
+            write_trial(trial, status=INFEASIBLE)
             return _penalty(trial.study, plan, violation)
         seed = trial_seed(spec.seed, trial.number)
-        trial.set_user_attr("seed", seed)
+        write_trial(trial, seed=seed)
         gen = spec.generation
         try:
             measurement = evaluation.measure(
@@ -433,38 +431,32 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
                 steps=gen.steps, guidance=gen.guidance, batch_size=gen.batch_size, n_jobs=n_jobs, size=gen.size,
             )
         except evaluation.GenerationFailed as exc:
-            trial.set_user_attr("status", FAILED)
-            trial.set_user_attr("failure", str(exc))
+            write_trial(trial, status=FAILED, failure=str(exc))
             raise
         summary = measurement.summary()
-        for key, value in summary.items():
-            trial.set_user_attr(key, value)
+        write_trial(trial, **summary)
         seconds = dict(measurement.seconds)
         start = time.perf_counter()
         posterior = _recipe_posterior(plan, summary["measured_mean"])
         if posterior is not None:
-            trial.set_user_attr("recipe_posterior", posterior)
+            write_trial(trial, recipe_posterior=posterior)
         seconds["recipe"] = time.perf_counter() - start
         distances = evaluation.target_distances(summary["measured_mean"], spec.targets, plan.scales)
         trial_score = evaluation.score(distances)
         if not np.isfinite(trial_score):
-            trial.set_user_attr("status", FAILED)
-            trial.set_user_attr("failure", "a target descriptor could not be measured (NaN)")
+            write_trial(trial, status=FAILED, failure="a target descriptor could not be measured (NaN)")
             raise evaluation.GenerationFailed("a target descriptor could not be measured (NaN)")
-        trial.set_user_attr("target_distance", distances)
-        trial.set_user_attr("score", trial_score)
-        trial.set_user_attr("meets_targets", bool(trial_score == 0.0))
-        trial.set_user_attr("uncertainty", evaluation.uncertainty(summary["measured_std"], list(spec.targets), plan.scales))
-        trial.set_user_attr("n_samples", spec.samples_per_trial)
+        write_trial(trial, target_distance=distances, score=trial_score, meets_targets=bool(trial_score == 0.0),
+                    uncertainty=evaluation.uncertainty(summary["measured_std"], list(spec.targets), plan.scales),
+                    n_samples=spec.samples_per_trial)
         if spec.recipe:
             violation_recipe = evaluation.recipe_violation(summary["recipe_mean"], spec.recipe)
             trial.set_constraint("recipe", violation_recipe)
-            trial.set_user_attr("recipe_ok", violation_recipe <= 0)
+            write_trial(trial, recipe_ok=violation_recipe <= 0)
         start = time.perf_counter()
-        trial.set_user_attr("artifact_id", _save_microstructures(trial, store, measurement))
+        write_trial(trial, artifact_id=_save_microstructures(trial, store, measurement))
         seconds["storage"] = time.perf_counter() - start
-        trial.set_user_attr("seconds", seconds)
-        trial.set_user_attr("status", MEASURED)
+        write_trial(trial, seconds=seconds, status=MEASURED)
         values = [trial_score] if spec.targets else []
         values += [summary["measured_mean"][o.descriptor] for o in spec.objectives]
         return values
@@ -557,16 +549,13 @@ def run_study(
                 if [d.name.lower() for d in study.directions] != plan.directions:
                     raise InvalidInputError(f"name: study {spec.name!r} already exists in {mask_credentials(url)} with other objectives")
                 storage_mod.fail_stale_trials(study)
-                attrs = {
+                StudyRecord(
                     # the spec as stored: a password in its storage URL stays out of the database
-                    "spec": json.loads(spec.model_copy(update={"storage": spec.storage and mask_credentials(spec.storage)}).model_dump_json()),
-                    "condition_names": list(plan.resolved.condition_names),
-                    "descriptor_scales": plan.scales,
-                    "feasible_fraction": plan.feasible_fraction,
-                }
-                for key, value in attrs.items():
-                    if study.user_attrs.get(key) != value:  # a resumed study: no write
-                        study.set_user_attr(key, value)
+                    spec=json.loads(spec.model_copy(update={"storage": spec.storage and mask_credentials(spec.storage)}).model_dump_json()),
+                    condition_names=list(plan.resolved.condition_names),
+                    descriptor_scales=plan.scales,
+                    feasible_fraction=plan.feasible_fraction,
+                ).write(study)
             if storage_mod.sqlite_path(url) is None:  # a server shared by workers: each samples its own stream
                 sampler.reseed_rng()
             store = storage_mod.artifact_store(spec.name, url, runs_dir)

@@ -50,6 +50,7 @@ from generator.physics.recipes import (  # noqa: F401  (also verify's names befo
 from generator.validation import check_device, check_seed
 from inverse import evaluation, storage as storage_mod
 from inverse.recipes import study_recipes
+from inverse.record import StudyRecord, TrialRecord
 from inverse.spec import StudySpec, parse_spec
 
 #: Study user attribute holding the verification results.
@@ -419,9 +420,10 @@ def verify_study(
     check_seed(seed + int(n_seeds) - 1, "seed")  # the last run's seed too
     if device is not None:
         device = check_device(device, "device")
-    if "spec" not in study.user_attrs:
+    stored = StudyRecord.of(study)
+    if not stored.spec:
         raise InvalidInputError(f"study: {study.study_name!r} has no spec (not made by `microdesign study run`)")
-    spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")
+    spec = parse_spec(stored.spec, source=f"study {study.study_name}")
     ranked = top_recipes(study, top_k)
     chosen = [(rank, trial) for rank, trial, _, _ in ranked]
     recipes = [recipe for _, _, recipe, _ in ranked]
@@ -432,7 +434,7 @@ def verify_study(
     settings = simulation_settings(record, preset)
     table = record.descriptor_table
     names = spec.descriptor_names()
-    scales = dict(study.user_attrs.get("descriptor_scales") or {})
+    scales = dict(stored.descriptor_scales)
     scales.update({n: s for n, s in evaluation.descriptor_scales(names, table).items() if n not in scales})
     seeds = [int(seed) + i for i in range(int(n_seeds))]
 
@@ -447,12 +449,13 @@ def verify_study(
         simulated = measured.iloc[i * len(seeds): (i + 1) * len(seeds)].reset_index(drop=True)
         distances = evaluation.target_distances(simulated.mean().to_dict(), spec.targets, scales)
         per_run = [evaluation.score(evaluation.target_distances(row, spec.targets, scales)) == 0.0 for row in simulated.to_dict("records")]
-        generated_mean = {k: float(v) for k, v in trial.user_attrs.get("measured_mean", {}).items()}
+        generated = TrialRecord.of(trial)
+        generated_mean = {k: float(v) for k, v in generated.measured_mean.items()}
         results.append(RecipeVerification(
             trial=trial.number, rank=rank, recipe=recipe, steps=int(steps[i]), time=float(steps[i] * settings.ch.dt), seeds=seeds,
             generated_mean=generated_mean,
-            generated_std={k: float(v) for k, v in trial.user_attrs.get("measured_std", {}).items()},
-            generated_score=float(trial.user_attrs.get("score", np.nan)),
+            generated_std={k: float(v) for k, v in generated.measured_std.items()},
+            generated_score=float(np.nan if generated.score is None else generated.score),
             simulated=simulated, target_distance=distances, score=evaluation.score(distances),
             meets_targets=evaluation.score(distances) == 0.0, fraction_meeting=float(np.mean(per_run)),
             below_spinodal=bool(recipe["chi"] <= chi_s[i]), outside_training=outside_training(recipe, table),
