@@ -21,14 +21,24 @@ import torch
 from tqdm.auto import tqdm
 
 from generator.conditions import draw_conditions
-from generator.diffusion import Denoiser, NoiseSchedule, make_scheduler, sample_latents
+from generator.diffusion import (
+    DEFAULT_SAMPLING,
+    Denoiser,
+    NoiseSchedule,
+    SamplingSettings,
+    canonical_sampler,
+    make_scheduler,
+    sample_latents,
+)
+from generator.diffusion.settings import resolve_sampling
 from generator.errors import InvalidInputError
 from generator.levels import check_threshold, labels_from_grey
 from generator.physics.recipes import RECIPE_NAMES  # noqa: F401  (the recipe attributes a feature predictor may output)
 from generator.validation import check_finite, check_memory, check_seed
 
-#: How :meth:`Generator.generate` samples when neither the call nor the model says otherwise.
-SAMPLING_DEFAULTS = {"sampler": "dpm++", "steps": 25, "guidance": 1.0}
+#: How :meth:`Generator.generate` samples when neither the call nor the model says otherwise
+#: (:data:`generator.diffusion.DEFAULT_SAMPLING` as a dict).
+SAMPLING_DEFAULTS = DEFAULT_SAMPLING.model_dump()
 
 #: Old import paths of names that moved to :mod:`generator.loading` (``from generator.pipeline import load_generator``).
 _MOVED = {"load_generator": "generator.loading", "DEFAULT_BUNDLE": "generator.loading"}
@@ -184,8 +194,8 @@ class Generator:
     def resolve_sampling(self, sampler: str | None, steps: int | None, guidance: float | None) -> tuple[str, int, float]:
         """``(sampler, steps, guidance)`` with the model's :attr:`sampling_defaults` for those not given (``None``)."""
         d = self.sampling_defaults
-        return (str(d["sampler"]) if sampler is None else sampler, int(d["steps"]) if steps is None else steps,  # type: ignore[arg-type]
-                float(d["guidance"]) if guidance is None else guidance)  # type: ignore[arg-type]
+        return resolve_sampling(sampler, None if steps is None else steps, guidance,
+                                {"sampler": d["sampler"], "steps": int(d["steps"]), "guidance": float(d["guidance"])})  # type: ignore[arg-type]
 
     @property
     def resizable(self) -> bool:
@@ -398,7 +408,7 @@ class Generator:
         if not whole(batch_size) or batch_size < 1:
             raise InvalidInputError(f"{name('batch_size')}: must be at least 1, got {batch_size!r}")
         try:
-            make_scheduler(sampler, self.schedule)
+            canonical_sampler(sampler)
         except InvalidInputError as exc:
             raise InvalidInputError(f"{name('sampler')}: {str(exc).removeprefix('sampler: ')}") from None
         top = self.schedule.num_train_timesteps
@@ -443,6 +453,7 @@ class Generator:
         threshold: float | None = None,
         phase_levels=None,
         raw: bool = False,
+        settings: SamplingSettings | None = None,
     ) -> GenerationResult:
         """Generate ``n`` volumes for the given conditions.
 
@@ -473,11 +484,18 @@ class Generator:
             takes the phase of the nearest level (default 0, 0.5, 1).
         raw
             Keep the decoder's grey field in :attr:`GenerationResult.grey`.
+        settings
+            Sampler, steps and guidance as one validated object (a study's
+            ``[generation]``); ``sampler``, ``steps``, ``guidance`` given as well take precedence.
 
         Returns
         -------
         GenerationResult
         """
+        if settings is not None:
+            sampler = settings.sampler if sampler is None else sampler
+            steps = settings.steps if steps is None else steps
+            guidance = settings.guidance if guidance is None else guidance
         sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
         count = (1 if n is None else n) if isinstance(conditions, Mapping) else len(np.atleast_2d(np.asarray(conditions)))
         self.check_sampling(n=count, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size, prefix="",
@@ -495,6 +513,7 @@ class Generator:
         rng = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((total, *latent_shape), generator=rng)
         labels, latents, predicted, greys = [], [], [], []
+        scheduler = make_scheduler(sampler, self.schedule)  # once per call; each batch sets its time steps again
         with tqdm(total=total, desc="generating", unit="sample", disable=not progress) as bar:
             for start in range(0, total, batch_size):
                 stop = min(start + batch_size, total)
@@ -508,6 +527,7 @@ class Generator:
                     generator=rng,
                     schedule=self.schedule,
                     noise=noise[start:stop].to(self.device),
+                    scheduler=scheduler,
                 )
                 grey = self.decode_grey(z) if (raw or cut) else None
                 labels.append(labels_from_grey(grey, self.n_phases, threshold=threshold, levels=phase_levels) if cut else self.decode(z))

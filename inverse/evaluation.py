@@ -28,7 +28,7 @@ import pandas as pd
 from generator.checkpoint import NonFiniteOutputError
 from generator.descriptors import compute_batch, is_count
 from generator.errors import MicrodesignError
-from inverse.spec import Bound, Target
+from inverse.spec import Bound, GenerationSettings, Target
 
 #: Columns of the training table that are not measured descriptors.
 
@@ -79,14 +79,13 @@ def measure(
     n: int,
     *,
     seed: int,
-    sampler: str | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    batch_size: int = 32,
+    settings: GenerationSettings | None = None,
     n_jobs: int | None = None,
-    size: Sequence[int] | None = None,
 ) -> Measurement:
     """Generate ``n`` volumes at ``conditions`` and measure them.
+
+    ``settings`` (a spec's ``[generation]``; default: the model's sampling
+    defaults, batches of 32, its film size) go to ``Generator.generate`` whole.
 
     The descriptors of the ``n`` volumes are measured in parallel over the
     volumes, on ``n_jobs`` threads (default: every core; the generator's torch
@@ -99,9 +98,10 @@ def measure(
     """
     start = time.perf_counter()
     try:
+        settings = settings or GenerationSettings()
         result = generator.generate(  # type: ignore[attr-defined]
-            dict(conditions), n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-            batch_size=batch_size, progress=False, **({"size": tuple(size)} if size is not None else {}),
+            dict(conditions), n, settings=settings, seed=seed, batch_size=settings.batch_size, progress=False,
+            **({"size": tuple(settings.size)} if settings.size is not None else {}),
         )
     except NonFiniteOutputError as exc:
         raise GenerationFailed(f"{str(exc).removeprefix('model: ')} at {dict(conditions)}") from None

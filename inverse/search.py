@@ -424,12 +424,9 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
             return _penalty(trial.study, plan, violation)
         seed = trial_seed(spec.seed, trial.number)
         write_trial(trial, seed=seed)
-        gen = spec.generation
         try:
-            measurement = evaluation.measure(
-                plan.generator, conditions, spec.samples_per_trial, seed=seed, sampler=gen.sampler,
-                steps=gen.steps, guidance=gen.guidance, batch_size=gen.batch_size, n_jobs=n_jobs, size=gen.size,
-            )
+            measurement = evaluation.measure(plan.generator, conditions, spec.samples_per_trial, seed=seed,
+                                             settings=spec.generation, n_jobs=n_jobs)
         except evaluation.GenerationFailed as exc:
             write_trial(trial, status=FAILED, failure=str(exc))
             raise

@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from generator.descriptors.registry import is_count
+from generator.diffusion.settings import SamplingSettings
 from generator.errors import InvalidInputError
 from generator.io.toml import read_toml
 from generator.validation import MAX_SEED
@@ -144,12 +145,9 @@ class Objective(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
-class GenerationSettings(_Strict):
-    """How each trial calls ``Generator.generate``."""
+class GenerationSettings(SamplingSettings):
+    """How each trial calls ``Generator.generate``: the sampling settings (sampler name checked on loading), batch and film size."""
 
-    sampler: str | None = Field(default=None, description="diffusion sampler (None: the model's default, `microdesign info`)")
-    steps: int | None = Field(default=None, ge=1, description="solver steps (None: the model's default)")
-    guidance: float | None = Field(default=None, ge=0, description="classifier-free guidance (None: the model's default)")
     batch_size: int = Field(default=32, ge=1)
     size: tuple[int, int, int] | None = Field(
         default=None, description="film size (X, Y, Z); default the model's (resizable models: X, Y multiples of their in-plane step)"
