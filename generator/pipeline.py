@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from generator.conditions import draw_conditions
+from generator.conditions import condition_vector, draw_conditions
 from generator.diffusion import (
     DEFAULT_SAMPLING,
     Denoiser,
@@ -243,15 +243,7 @@ class Generator:
             For an unknown or missing condition name, or a matrix of the wrong width.
         """
         if isinstance(conditions, Mapping):
-            unknown = [name for name in conditions if name not in self.condition_names]
-            if unknown:
-                raise InvalidInputError(
-                    f"condition: unknown condition {unknown[0]!r}; this model is conditioned on {', '.join(self.condition_names)}"
-                )
-            missing = [name for name in self.condition_names if name not in conditions]
-            if missing:
-                raise InvalidInputError(f"condition: missing a value for {missing[0]!r} (needs {', '.join(self.condition_names)})")
-            row = np.array([float(conditions[name]) for name in self.condition_names])
+            row = condition_vector(self.condition_names, conditions)
             return np.tile(row, (1 if n is None else int(n), 1))
         matrix = np.atleast_2d(np.asarray(conditions, dtype=np.float64))
         if matrix.ndim != 2 or matrix.shape[1] != len(self.condition_names):

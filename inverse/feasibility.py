@@ -37,6 +37,7 @@ from sklearn.decomposition import PCA
 if TYPE_CHECKING:
     import torch
 
+from generator.conditions import condition_vector
 from generator.descriptors import descriptor_names, is_count, words
 from generator.errors import FileFormatError, InvalidInputError
 from generator.loading import load_generator
@@ -86,8 +87,8 @@ class FeasibilityModel:
         return np.asarray(z, dtype=float) * self.scale + self.mean
 
     def vector(self, values: Mapping[str, float]) -> np.ndarray:
-        """The ``(d,)`` vector of ``values`` in column order (every column must be given)."""
-        return np.array([float(values[c]) for c in self.columns])
+        """The ``(d,)`` vector of ``values`` in column order (every column must be given; others are ignored)."""
+        return condition_vector(self.columns, values, allow_extra=True)
 
 
 def fit_feasibility(

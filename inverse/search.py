@@ -341,7 +341,7 @@ def _suggest_conditions(trial: optuna.Trial, plan: StudyPlan) -> dict[str, float
         x = model.unstandardise(z)[0]
         return {n: float(v) for n, v in zip(model.columns, x)}
     params = {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in resolved.bounds.items()}
-    return dict(zip(resolved.condition_names, resolved.condition_vector(params)))
+    return resolved.conditions(params)
 
 
 def _box_excess(conditions: Mapping[str, float], bounds: Mapping[str, tuple[float, float]]) -> float:

@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from generator.conditions import condition_vector
 from generator.descriptors.registry import is_count
 from generator.diffusion.settings import SamplingSettings
 from generator.errors import InvalidInputError
@@ -303,9 +304,14 @@ class ResolvedSpec(BaseModel):
     fixed: dict[str, float]
     condition_names: list[str]
 
+    def conditions(self, params: Mapping[str, float]) -> dict[str, float]:
+        """Every condition ``{name: value}``, in the generator's order, from the searched ``params`` and the fixed values."""
+        values = {**self.fixed, **{n: float(params[n]) for n in self.bounds}}
+        return dict(zip(self.condition_names, condition_vector(self.condition_names, values)))
+
     def condition_vector(self, params: Mapping[str, float]) -> list[float]:
         """The full condition vector (generator order) from searched ``params`` and the fixed values."""
-        return [float(params[n]) if n in self.bounds else self.fixed[n] for n in self.condition_names]
+        return list(self.conditions(params).values())
 
 
 def resolve_spec(
