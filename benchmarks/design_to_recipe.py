@@ -144,7 +144,7 @@ def coverage(posterior, films: pd.DataFrame) -> dict:  # noqa: ANN001
 
 
 def target_spec(name: str, model: str, targets: dict[str, Target], n_trials: int, samples: int | None, url: str) -> object:
-    data = {"name": name, "generator": model, "sampler": "tpe", "n_trials": n_trials, "n_startup_trials": min(6, n_trials),
+    data = {"name": name, "model": model, "search_sampler": "tpe", "n_trials": n_trials, "n_startup_trials": min(6, n_trials),
             "seed": 0, "storage": url, "targets": {n: {"equal": t.equal, "tolerance": t.tolerance} for n, t in targets.items()}}
     if samples:
         data["samples_per_trial"] = samples

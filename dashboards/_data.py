@@ -449,7 +449,7 @@ def posterior_density(data: StudyData, trial: int, n: int = 80) -> tuple[np.ndar
         A model without a training table, or a trial without measured descriptors.
     """
     spec = data.spec
-    posterior = _posterior(str(spec.get("generator") or "default"))
+    posterior = _posterior(str(spec.get("model") or "default"))
     measured = TrialRecord.of(data.trial(trial)).measured_mean
     dist = posterior.predict(measured)
     sd = np.sqrt(np.diag(dist.cov[0]))
@@ -539,9 +539,9 @@ def study_model(data: StudyData) -> Any:
         When it cannot be loaded here (a relative path from another folder, a missing file).
     """
     spec = data.spec
-    if not spec.get("generator"):
+    if not spec.get("model"):
         raise MicrodesignError(f"study {data.name} records no generator in its spec")
-    return load_model(str(spec["generator"]), spec.get("kind"))
+    return load_model(str(spec["model"]), spec.get("kind"))
 
 
 @st.cache_resource(show_spinner="Fitting the feasibility model ...")
@@ -553,7 +553,7 @@ def study_feasibility(data: StudyData) -> feasibility.FeasibilityModel:
     """The feasibility model over the study's conditions (:func:`inverse.feasibility.model_for`)."""
     study_model(data)
     spec = data.spec
-    return _feasibility_model(str(spec["generator"]), spec.get("kind"), tuple(data.condition_names))
+    return _feasibility_model(str(spec["model"]), spec.get("kind"), tuple(data.condition_names))
 
 
 @dataclass(frozen=True)

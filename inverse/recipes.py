@@ -157,7 +157,7 @@ def rank_recipes(
 
 def study_posterior(study: optuna.Study) -> RecipePosterior | None:
     """The recipe posterior of a study's generator (``None`` when its model has no training table or cannot be read)."""
-    model = StudyRecord.of(study).generator
+    model = StudyRecord.of(study).model
     if model is None:
         return None
     try:

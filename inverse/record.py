@@ -23,6 +23,8 @@ from typing import Any
 
 import optuna
 
+from inverse.spec import renamed_keys
+
 #: :attr:`TrialRecord.status` values.
 MEASURED, INFEASIBLE, FAILED = "measured", "infeasible", "failed"
 
@@ -147,7 +149,10 @@ class StudyRecord:
     def of(cls, study: optuna.Study | optuna.study.StudySummary | Mapping[str, Any]) -> StudyRecord:
         """The record of a study (or of its user attributes); other keys (``verification``, ...) are ignored."""
         attrs = study if isinstance(study, Mapping) else study.user_attrs
-        return cls(**{k: v for k, v in attrs.items() if k in STUDY_KEYS and v is not None})
+        values = {k: v for k, v in attrs.items() if k in STUDY_KEYS and v is not None}
+        if "spec" in values:  # studies run before a spec key was renamed read under the new names
+            values["spec"] = renamed_keys(values["spec"], warn=False)
+        return cls(**values)
 
     def write(self, study: optuna.Study) -> None:
         """Store the record as the study's user attributes; unchanged values are not written again (a resumed study)."""
@@ -157,9 +162,9 @@ class StudyRecord:
                 study.set_user_attr(key, value)
 
     @property
-    def generator(self) -> str | None:
-        """The spec's model (``generator`` field), or ``None``."""
-        return self.spec.get("generator") or None
+    def model(self) -> str | None:
+        """The spec's model (bundle file, ``"default"`` or a MicroGen3D folder), or ``None``."""
+        return self.spec.get("model") or None
 
     @property
     def target_names(self) -> list[str]:

@@ -488,14 +488,14 @@ def refine_trial(
     """
     stored = StudyRecord.of(study)
     spec = parse_spec(stored.spec, source=f"study {study.study_name}")
-    record = read_model_record(spec.generator, kind=spec.kind)
+    record = read_model_record(spec.model, kind=spec.kind)
     scales = dict(stored.descriptor_scales)
     scales.update({n: s for n, s in evaluation.descriptor_scales(list(spec.targets), record.descriptor_table).items() if n not in scales})
     bounds = recipe_bounds(settings, record.descriptor_table, max_steps, spec.recipe)
     warm: list[dict[str, float]] = []
     try:
-        warm = target_posterior(spec.targets, spec.generator, n_warm_start, seed=seed)
-        posterior = posterior_for_model(spec.generator)
+        warm = target_posterior(spec.targets, spec.model, n_warm_start, seed=seed)
+        posterior = posterior_for_model(spec.model)
         measured = TrialRecord.of(study.trials[verification.trial]).measured_mean
         if n_warm_start > 0:
             warm.append(dict(zip(RECIPE, posterior.predict(measured).sample(0, 1, seed=seed)[0])))

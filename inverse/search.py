@@ -219,8 +219,8 @@ class StudyPlan:
         The spec with its search bounds.
     generator
         The loaded generator.
-    feasible
-        Feasibility model over the conditions.
+    feasibility_model
+        Feasibility model over the conditions (``feasible`` before: a name that read like a boolean).
     feasible_fraction
         Fraction of the search box inside the training data.
     scales
@@ -234,7 +234,7 @@ class StudyPlan:
 
     resolved: ResolvedSpec
     generator: Any
-    feasible: feasibility.FeasibilityModel
+    feasibility_model: feasibility.FeasibilityModel
     feasible_fraction: float
     scales: dict[str, float]
     directions: list[str]
@@ -244,6 +244,12 @@ class StudyPlan:
     def spec(self) -> StudySpec:
         """The study spec."""
         return self.resolved.spec
+
+    @property
+    def feasible(self) -> feasibility.FeasibilityModel:
+        """Deprecated name of :attr:`feasibility_model`."""
+        warnings.warn("StudyPlan.feasible is now StudyPlan.feasibility_model", DeprecationWarning, stacklevel=2)
+        return self.feasibility_model
 
 
 def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
@@ -255,7 +261,7 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
         Unknown names, or a search space with no feasible point.
     """
     if generator is None:
-        generator = load_generator(spec.generator, kind=spec.kind)
+        generator = load_generator(spec.model, kind=spec.kind)
     gen = spec.generation  # sampler, steps, film size and memory: checked here, not at the first trial
     try:
         generator.check_sampling(n=spec.samples_per_trial, sampler=gen.sampler, steps=gen.steps, guidance=gen.guidance,
@@ -314,7 +320,7 @@ def _input_constraint(plan: StudyPlan) -> Callable[[Any], Any] | None:
     """
     if plan.feasibility_mode != "constraint" or not plan.spec.input_constraint:
         return None
-    resolved, model = plan.resolved, plan.feasible
+    resolved, model = plan.resolved, plan.feasibility_model
     searched = sorted(resolved.bounds)
 
     def constraint(x):  # noqa: ANN001, ANN202
@@ -333,7 +339,7 @@ def _suggest_conditions(trial: optuna.Trial, plan: StudyPlan) -> dict[str, float
     """Ask the sampler for one condition vector ``{name: value}`` (searched and fixed)."""
     resolved = plan.resolved
     if plan.feasibility_mode == "pca":
-        model = plan.feasible
+        model = plan.feasibility_model
         radius = float(np.sqrt(model.t2_limit))
         u = np.array([trial.suggest_float(f"pc{i + 1}", -radius, radius) for i in range(model.n_components)])
         assert model.pca is not None
@@ -406,14 +412,14 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
 
     def objective(trial: optuna.Trial) -> list[float]:
         conditions = _suggest_conditions(trial, plan)
-        x = plan.feasible.vector(conditions)[None]
-        stats = feasibility.statistics(plan.feasible, x)
+        x = plan.feasibility_model.vector(conditions)[None]
+        stats = feasibility.statistics(plan.feasibility_model, x)
         model_ranges = {n: r for n, r in plan.generator.condition_ranges.items() if n in conditions}
         outside = max(_box_excess(conditions, plan.resolved.bounds), _box_excess(conditions, model_ranges))
         violation = float(stats["constraint"][0]) if outside <= 0 else max(float(stats["constraint"][0]), outside)
         write_trial(trial, conditions=conditions, feasibility={
-            "t2": float(stats["t2"][0]), "t2_limit": float(plan.feasible.t2_limit),
-            "spe": float(stats["spe"][0]), "spe_limit": float(plan.feasible.spe_limit),
+            "t2": float(stats["t2"][0]), "t2_limit": float(plan.feasibility_model.t2_limit),
+            "spe": float(stats["spe"][0]), "spe_limit": float(plan.feasibility_model.spe_limit),
             "range_excess": float(stats["range_excess"][0]), "constraint": violation, "feasible": violation <= 0,
         })
         trial.set_constraint("feasibility", violation)
@@ -510,7 +516,7 @@ def run_study(
     spec
         The study spec.
     generator
-        A loaded generator (default: ``load_generator(spec.generator, kind=spec.kind)``).
+        A loaded generator (default: ``load_generator(spec.model, kind=spec.kind)``).
     storage
         SQLAlchemy URL (default: ``spec.storage`` or ``sqlite:///runs/NAME.db``).
     n_trials
@@ -537,7 +543,7 @@ def run_study(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials,
+            sampler = make_sampler(spec.search_sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials,
                                    input_constraint=_input_constraint(plan))
             with storage_mod.setup_lock(url):  # workers started at once: one sets the storage and the study up at a time
                 rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)

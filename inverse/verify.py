@@ -427,7 +427,7 @@ def verify_study(
     ranked = top_recipes(study, top_k)
     chosen = [(rank, trial) for rank, trial, _, _ in ranked]
     recipes = [recipe for _, _, recipe, _ in ranked]
-    record = read_model_record(model or spec.generator, kind=kind if model else (kind or spec.kind))
+    record = read_model_record(model or spec.model, kind=kind if model else (kind or spec.kind))
     missing = [n for n in RECIPE if n not in record.recipe_names]
     if missing:
         raise InvalidInputError(f"model: its feature predictor gives no {missing[0]}; verification needs phi, chi and log_time")

@@ -100,7 +100,7 @@ def run(
     from inverse.cli.verify import check_refine_options
 
     check_refine_options(refine, budget, 3)
-    study_spec = load_spec(spec, generator=model, sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
+    study_spec = load_spec(spec, model=model, search_sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
     study = run_study(study_spec, n_trials=n_trials, progress=progress)
     posterior = study_posterior(study)
     table = study_recipes(study, posterior=posterior)

@@ -65,7 +65,7 @@ def test_unknown_keys_are_refused_when_written_and_ignored_when_read(study: optu
 
 def test_a_study_record_round_trips_and_is_not_rewritten(study: optuna.Study) -> None:
     record = StudyRecord(
-        spec={"name": "opv", "generator": "default", "targets": {"ABS_f_D": {"at_least": 0.4}},
+        spec={"name": "opv", "model": "default", "targets": {"ABS_f_D": {"at_least": 0.4}},
               "objectives": [{"descriptor": "CT_f_D_tort1", "direction": "maximize"}, {"descriptor": "ABS_f_D"}]},
         condition_names=["ABS_f_D", "CT_f_D_tort1"], descriptor_scales={"ABS_f_D": 0.05}, feasible_fraction=0.6,
     )
@@ -73,7 +73,12 @@ def test_a_study_record_round_trips_and_is_not_rewritten(study: optuna.Study) ->
     study.set_user_attr("verification", {"schema": 1})
     read = StudyRecord.of(study)
     assert read == record and set(STUDY_KEYS) <= set(study.user_attrs)
-    assert read.generator == "default" and read.target_names == ["ABS_f_D"]
+    assert read.model == "default" and read.target_names == ["ABS_f_D"]
     assert read.objectives == [("CT_f_D_tort1", "maximize"), ("ABS_f_D", "maximize")]
     assert read.descriptor_names == ["ABS_f_D", "CT_f_D_tort1"]
-    assert StudyRecord.of({}) == StudyRecord() and StudyRecord().generator is None
+    assert StudyRecord.of({}) == StudyRecord() and StudyRecord().model is None
+
+
+def test_a_study_stored_before_the_spec_keys_were_renamed_reads_under_the_new_names() -> None:
+    old = StudyRecord.of({"spec": {"name": "opv", "generator": "runs/m.pt", "sampler": "gp"}})
+    assert old.model == "runs/m.pt" and old.spec["search_sampler"] == "gp" and "generator" not in old.spec
