@@ -526,7 +526,7 @@ def volume_bytes(folder: str, artifact_id: str, sample: int, suffix: str) -> byt
 
 @st.cache_resource(show_spinner="Loading the model ...")
 def load_model(path: str, kind: str | None) -> Any:
-    """The study's generator (:func:`generator.checkpoint.load_generator`), loaded once per process."""
+    """The study's generator (:func:`generator.loading.load_generator`), loaded once per process."""
     return load_generator(path, kind=kind)
 
 

@@ -52,14 +52,14 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from generator.descriptors import compute as describe
-    from generator.loading import load_generator
-    from generator.pipeline import Generator
-    from inverse.feasibility import check
-    from inverse.search import run_study
-    from inverse.spec import StudySpec, load_spec
-    from generator.physics.recipes import Recipe, simulate_recipes as simulate
-    from inverse.verify import verify_study as verify
+    from generator.descriptors import compute as describe  # noqa: F401
+    from generator.loading import load_generator  # noqa: F401
+    from generator.physics.recipes import Recipe, simulate_recipes as simulate  # noqa: F401
+    from generator.pipeline import Generator  # noqa: F401
+    from inverse.feasibility import check  # noqa: F401
+    from inverse.search import run_study  # noqa: F401
+    from inverse.spec import StudySpec, load_spec  # noqa: F401
+    from inverse.verify import verify_study as verify  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:
