@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from generator.errors import InvalidInputError
 from inverse.cli._app import TYPER_SETTINGS, app
+from inverse.masking import mask_credentials
 
 study_app = typer.Typer(help="Run, report and list inverse-design studies.", **TYPER_SETTINGS)
 app.add_typer(study_app, name="study")
@@ -86,8 +88,6 @@ def run(
     budget: Annotated[int, typer.Option("--budget", help="--refine: most simulator runs of the search.")] = 48,
 ) -> None:
     """Run or resume a study, then print its ranked recipes (and verify the top ones by simulation with --verify)."""
-    from generator.errors import InvalidInputError
-    from inverse.masking import mask_credentials
     from inverse.recipes import study_posterior, study_recipes
     from inverse.search import run_study
     from inverse.spec import load_spec
@@ -130,7 +130,6 @@ def report(
     """Print the ranked recipe table of a study and write it as CSV."""
     import optuna
 
-    from generator.errors import InvalidInputError
     from inverse.recipes import study_posterior, study_recipes
     from inverse.storage import RUNS_DIR, default_storage_url, open_storage
 
@@ -158,7 +157,6 @@ def list_(storage: StorageOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from inverse.masking import mask_credentials
     from inverse.storage import RUNS_DIR, list_studies
 
     urls = [storage] if storage else [f"sqlite:///{p}" for p in sorted(RUNS_DIR.glob("*.db"))]
