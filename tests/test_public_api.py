@@ -43,3 +43,19 @@ def test_import_is_lazy() -> None:
     code = "import sys, microdesign; print('torch' in sys.modules, 'optuna' in sys.modules, 'inverse' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "False"]
+
+
+def test_old_import_paths_still_work() -> None:
+    """Names that moved to their concept's home stay importable where users found them."""
+    from generator import loading, pipeline
+    from generator.descriptors import is_count
+    from generator.physics import recipes
+    from inverse import spec, verify
+
+    with pytest.warns(DeprecationWarning, match="generator.loading.load_generator"):
+        assert pipeline.load_generator is loading.load_generator
+    with pytest.warns(DeprecationWarning, match="generator.loading.DEFAULT_BUNDLE"):
+        assert pipeline.DEFAULT_BUNDLE == loading.DEFAULT_BUNDLE
+    assert verify.simulate_recipes is recipes.simulate_recipes and verify.RECIPE == recipes.RECIPE_NAMES
+    assert verify.read_model_record.__module__ == "generator.model_info"
+    assert spec.is_count is is_count
