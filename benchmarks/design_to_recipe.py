@@ -146,7 +146,7 @@ def coverage(posterior, films: pd.DataFrame) -> dict:  # noqa: ANN001
 
 def target_spec(name: str, model: str, targets: dict[str, Target], n_trials: int, samples: int | None, url: str,
                 size: tuple[int, int, int] | None = None) -> object:
-    data = {"name": name, "generator": model, "sampler": "tpe", "n_trials": n_trials, "n_startup_trials": min(6, n_trials),
+    data = {"name": name, "model": model, "search_sampler": "tpe", "n_trials": n_trials, "n_startup_trials": min(6, n_trials),
             "seed": 0, "storage": url, "targets": {n: {"equal": t.equal, "tolerance": t.tolerance} for n, t in targets.items()}}
     if samples:
         data["samples_per_trial"] = samples
@@ -256,7 +256,7 @@ def trial_breakdown(rows: list[dict]) -> dict:
 
 def measure_speedup(model: str, n: int) -> dict:
     """Descriptor time of ``n`` generated films on one thread and on every core."""
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
     from generator.descriptors import compute_batch
 
     generator = load_generator(model)

@@ -46,7 +46,8 @@ sys.path.insert(0, str(REPO))
 from generator.errors import MicrodesignError  # noqa: E402
 from generator.io import atomic_path  # noqa: E402
 from inverse.search import run_study  # noqa: E402
-from inverse.spec import is_count_descriptor, load_spec  # noqa: E402
+from generator.descriptors import is_count as is_count_descriptor  # noqa: E402
+from inverse.spec import load_spec  # noqa: E402
 from inverse.verify import (  # noqa: E402
     RECIPE,
     SimulationSettings,
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             url = f"sqlite:///{workdir / f'{name}.db'}"
             try:
-                spec = load_spec(path, generator=args.model, n_trials=args.n_trials, samples_per_trial=args.samples,
+                spec = load_spec(path, model=args.model, n_trials=args.n_trials, samples_per_trial=args.samples,
                                  storage=url, n_startup_trials=min(args.n_trials, 6))
                 study = run_study(spec, runs_dir=workdir, progress=False)
                 report = verify_study(study, top_k=args.top_k, n_seeds=args.seeds, preset=args.preset, storage_url=url,

@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 from generator.data.from_volume import parse_shape  # noqa: E402
 from generator.descriptors import compute_batch  # noqa: E402
 from generator.io import atomic_path  # noqa: E402
-from generator.pipeline import Generator, load_generator  # noqa: E402
+from generator.loading import load_generator  # noqa: E402
+from generator.pipeline import Generator  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "sampling.json"
 #: (sampler, steps) measured by default; ``ddpm`` steps are capped at the model's training steps.
@@ -133,10 +134,11 @@ def accuracy(gen: Generator, result, conditions: np.ndarray) -> dict[str, float]
 
 def load(args: argparse.Namespace) -> tuple[Generator, str]:
     if args.random_microgen3d:
-        from generator.models.microgen3d import as_generator, build_networks
+        from generator.loading import microgen3d_generator
+        from generator.models.microgen3d import build_networks
 
         torch.manual_seed(0)
-        return as_generator(args.random_microgen3d, *build_networks(args.random_microgen3d), device=args.device), f"MicroGen3D {args.random_microgen3d} (random weights)"
+        return microgen3d_generator(args.random_microgen3d, *build_networks(args.random_microgen3d), device=args.device), f"MicroGen3D {args.random_microgen3d} (random weights)"
     return load_generator(args.model, kind=args.kind, device=args.device), str(args.model)
 
 

@@ -55,7 +55,7 @@ def tiny_model() -> Path:
 def one_run(generator, model: str, sampler: str, seed: int, feasibility: str, targets: dict, budget: int, samples: int, steps: int) -> dict:
     """Run one study until the targets are met or ``budget`` evaluations are spent."""
     spec = parse_spec({
-        "name": f"{sampler}_{feasibility}_{seed}", "generator": model, "sampler": sampler, "seed": seed,
+        "name": f"{sampler}_{feasibility}_{seed}", "model": model, "search_sampler": sampler, "seed": seed,
         "n_trials": 4 * budget, "n_startup_trials": 5, "samples_per_trial": samples, "targets": targets,
         "feasibility": feasibility, "generation": {"steps": steps},
     })
@@ -96,7 +96,7 @@ def main() -> None:
 
     import torch
 
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
 
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -33,10 +33,14 @@ from sklearn.decomposition import PCA
 
 from dashboards._text import md_text
 from generator.errors import MicrodesignError
+from generator.io import write_volume
+from generator.loading import load_generator
 from inverse import feasibility
 from inverse import storage as storage_mod
+from inverse.posterior import posterior_for_model
 from inverse.recipes import pareto_mask, study_recipes
-from inverse.search import MEASURED
+from inverse.refine import REFINEMENT_ATTR
+from inverse.record import MEASURED, StudyRecord, TrialRecord
 from inverse.spec import Target
 from inverse.verify import VERIFICATION_ATTR
 
@@ -128,7 +132,7 @@ def study_version(url: str, name: str) -> tuple[int, int, int, int, str]:
 def trial_status(trial: optuna.trial.FrozenTrial) -> str:
     """``measured``, ``infeasible``, ``failed``, ``running``, ``pruned`` or ``waiting``."""
     if trial.state == _STATES.COMPLETE:
-        return str(trial.user_attrs.get("status", MEASURED))
+        return str(TrialRecord.of(trial).status or MEASURED)
     if trial.state == _STATES.FAIL:
         return "failed"
     return trial.state.name.lower()
@@ -160,9 +164,14 @@ class StudyData:
     recipes: pd.DataFrame
 
     @property
+    def record(self) -> StudyRecord:
+        """The study's record (spec, conditions, scales, feasible fraction)."""
+        return StudyRecord.of(self.user_attrs)
+
+    @property
     def spec(self) -> dict[str, Any]:
         """The study spec as stored (a plain dict; empty for studies not made by ``inverse``)."""
-        return dict(self.user_attrs.get("spec") or {})
+        return dict(self.record.spec)
 
     @property
     def targets(self) -> dict[str, Target]:
@@ -172,13 +181,12 @@ class StudyData:
     @property
     def objectives(self) -> list[tuple[str, str]]:
         """``[(descriptor, direction)]`` of the spec's objectives."""
-        return [(o["descriptor"], o.get("direction", "maximize")) for o in self.spec.get("objectives") or []]
+        return self.record.objectives
 
     @property
     def descriptor_names(self) -> list[str]:
         """Target descriptors, then objective descriptors not already targets."""
-        names = list(self.targets)
-        return names + [d for d, _ in self.objectives if d not in names]
+        return self.record.descriptor_names
 
     @property
     def value_names(self) -> list[str]:
@@ -192,12 +200,13 @@ class StudyData:
     @property
     def condition_names(self) -> list[str]:
         """The conditions searched (study attribute, else the first trial's)."""
-        names = self.user_attrs.get("condition_names")
+        names = self.record.condition_names
         if names:
             return list(names)
         for t in self.trials:
-            if t.user_attrs.get("conditions"):
-                return list(t.user_attrs["conditions"])
+            conditions = TrialRecord.of(t).conditions
+            if conditions:
+                return list(conditions)
         return []
 
     @property
@@ -307,19 +316,19 @@ def proposal_table(data: StudyData) -> pd.DataFrame:
     """Every proposal with conditions: ``trial``, ``status``, ``feasible``, ``t2``, ``spe``, ``constraint``, ``mismatch``, conditions."""
     rows = []
     for t in data.trials:
-        conditions = t.user_attrs.get("conditions")
-        if not conditions:
+        record = TrialRecord.of(t)
+        if not record.conditions:
             continue
-        stats = t.user_attrs.get("feasibility", {})
+        stats = record.feasibility
         rows.append({
             "trial": t.number,
             "status": trial_status(t),
-            "feasible": bool(stats.get("feasible", True)),
+            "feasible": record.feasible,
             "t2": stats.get("t2", np.nan),
             "spe": stats.get("spe", np.nan),
             "constraint": stats.get("constraint", np.nan),
-            "mismatch": t.user_attrs.get("score", np.nan),
-            **{name: float(v) for name, v in conditions.items()},
+            "mismatch": np.nan if record.score is None else record.score,
+            **{name: float(v) for name, v in record.conditions.items()},
         })
     return pd.DataFrame(rows)
 
@@ -375,11 +384,11 @@ def verification_table(data: StudyData) -> pd.DataFrame:
     names = verified_descriptors(data)
     rows = []
     for number, r in sorted(verification_records(data).items()):
-        attrs = numbers[number].user_attrs if number in numbers else {}
+        generated = TrialRecord.of(numbers[number]) if number in numbers else TrialRecord()
         row: dict[str, Any] = {
             "trial": number,
             "rank": r.get("rank"),
-            "generated_mismatch": r.get("generated_score", attrs.get("score")),
+            "generated_mismatch": r.get("generated_score", generated.score),
             "verified_mismatch": r.get("score"),
             "meets_targets": r.get("meets_targets"),
             "generated_meets_targets": r.get("generated_meets_targets"),
@@ -391,7 +400,7 @@ def verification_table(data: StudyData) -> pd.DataFrame:
             **(r.get("recipe") or {}),
         }
         for name in names:
-            row[f"{name}_generated"] = attrs.get("measured_mean", {}).get(name)
+            row[f"{name}_generated"] = generated.measured_mean.get(name)
             row[f"{name}_verified"] = (r.get("simulated_mean") or {}).get(name)
             row[f"{name}_verified_std"] = (r.get("simulated_std") or {}).get(name)
         rows.append(row)
@@ -402,8 +411,6 @@ def verification_table(data: StudyData) -> pd.DataFrame:
 
 def refinement_records(data: StudyData) -> dict[int, dict[str, Any]]:
     """``{trial number: record}`` of the study's ``refinement`` attribute (``microdesign verify --refine``)."""
-    from inverse.refine import REFINEMENT_ATTR
-
     stored = data.user_attrs.get(REFINEMENT_ATTR)
     trials = stored.get("trials") if isinstance(stored, dict) else None
     return {int(k): r for k, r in (trials or {}).items() if isinstance(r, dict)}
@@ -424,8 +431,6 @@ def refinement_table(record: dict[str, Any]) -> pd.DataFrame:
 
 @st.cache_resource(show_spinner="Fitting the recipe posterior ...")
 def _posterior(path: str) -> Any:
-    from inverse.posterior import posterior_for_model
-
     return posterior_for_model(path)
 
 
@@ -444,8 +449,8 @@ def posterior_density(data: StudyData, trial: int, n: int = 80) -> tuple[np.ndar
         A model without a training table, or a trial without measured descriptors.
     """
     spec = data.spec
-    posterior = _posterior(str(spec.get("generator") or "default"))
-    measured = data.trial(trial).user_attrs.get("measured_mean") or {}
+    posterior = _posterior(str(spec.get("model") or "default"))
+    measured = TrialRecord.of(data.trial(trial)).measured_mean
     dist = posterior.predict(measured)
     sd = np.sqrt(np.diag(dist.cov[0]))
     lo, hi = posterior.y_min, posterior.y_max
@@ -510,8 +515,6 @@ def trial_samples(folder: str, artifact_id: str) -> TrialSamples:
 @st.cache_data(max_entries=16, show_spinner=False)
 def volume_bytes(folder: str, artifact_id: str, sample: int, suffix: str) -> bytes:
     """One sample of a trial as a file (``.vti`` or ``.npy``, via :func:`generator.io.write_volume`)."""
-    from generator.io import write_volume
-
     labels = trial_samples(folder, artifact_id).labels[sample]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"volume{suffix}"
@@ -523,9 +526,7 @@ def volume_bytes(folder: str, artifact_id: str, sample: int, suffix: str) -> byt
 
 @st.cache_resource(show_spinner="Loading the model ...")
 def load_model(path: str, kind: str | None) -> Any:
-    """The study's generator (:func:`generator.checkpoint.load_generator`), loaded once per process."""
-    from generator.checkpoint import load_generator
-
+    """The study's generator (:func:`generator.loading.load_generator`), loaded once per process."""
     return load_generator(path, kind=kind)
 
 
@@ -538,9 +539,9 @@ def study_model(data: StudyData) -> Any:
         When it cannot be loaded here (a relative path from another folder, a missing file).
     """
     spec = data.spec
-    if not spec.get("generator"):
+    if not spec.get("model"):
         raise MicrodesignError(f"study {data.name} records no generator in its spec")
-    return load_model(str(spec["generator"]), spec.get("kind"))
+    return load_model(str(spec["model"]), spec.get("kind"))
 
 
 @st.cache_resource(show_spinner="Fitting the feasibility model ...")
@@ -552,7 +553,7 @@ def study_feasibility(data: StudyData) -> feasibility.FeasibilityModel:
     """The feasibility model over the study's conditions (:func:`inverse.feasibility.model_for`)."""
     study_model(data)
     spec = data.spec
-    return _feasibility_model(str(spec["generator"]), spec.get("kind"), tuple(data.condition_names))
+    return _feasibility_model(str(spec["model"]), spec.get("kind"), tuple(data.condition_names))
 
 
 @dataclass(frozen=True)

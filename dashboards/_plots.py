@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from scipy.stats import gaussian_kde
 
-from inverse._words import words
+from generator.descriptors import words
 
 #: Colours of the phase labels 0 donor, 1 acceptor, 2 mixed.
 PHASE_COLOURS = ("#1f3b73", "#f2c14e", "#8c8c8c")

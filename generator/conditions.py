@@ -1,4 +1,9 @@
-"""Condition vectors for generation: constant values, random ranges, and completion of partial conditions.
+"""Condition vectors for generation: their order, constant values, random ranges, and completion of partial conditions.
+
+A condition vector is a model's ``condition_names`` in order;
+:func:`condition_vector` is the one place a mapping ``{name: value}`` becomes
+that vector (a study's proposal, a ``--condition`` option, a feasibility
+check), so the order is fixed once.
 
 A user may fix some conditions (``{"ABS_f_D": 0.45}``), draw others uniformly
 in ranges (``{"CT_f_D_tort1": (0.3, 0.6)}``), and leave the rest out. The rest
@@ -55,6 +60,39 @@ class ConditionDraw:
     given: list[str] = field(default_factory=list)
     ranged: list[str] = field(default_factory=list)
     completed: list[str] = field(default_factory=list)
+
+
+def condition_vector(names: Sequence[str], values: Mapping[str, float], *, allow_extra: bool = False) -> np.ndarray:
+    """The ``(K,)`` float vector of ``values`` in the order of ``names``.
+
+    Parameters
+    ----------
+    names
+        The condition names, in the model's order (``Generator.condition_names``).
+    values
+        ``{name: value}`` for every name.
+    allow_extra
+        Ignore names of ``values`` that are not in ``names`` (default: raise).
+
+    Returns
+    -------
+    np.ndarray
+        ``(K,)`` float64.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown name (unless ``allow_extra``) or a missing one.
+    """
+    names = list(names)
+    if not allow_extra:
+        unknown = [name for name in values if name not in names]
+        if unknown:
+            raise InvalidInputError(f"condition: unknown condition {unknown[0]!r}; this model is conditioned on {', '.join(names)}")
+    missing = [name for name in names if name not in values]
+    if missing:
+        raise InvalidInputError(f"condition: missing a value for {missing[0]!r} (needs {', '.join(names)})")
+    return np.array([float(values[name]) for name in names], dtype=np.float64)
 
 
 def _training_rows(table: pd.DataFrame, names: Sequence[str]) -> np.ndarray:

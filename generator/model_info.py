@@ -1,4 +1,8 @@
-"""What a generator is: :func:`model_info` gathers a model's record (shape, phases, conditions, data, physics, card).
+"""What a generator is, read without sampling it.
+
+:func:`model_info` gathers a model's record (shape, phases, conditions, data,
+physics, card) for ``microdesign info``; :func:`read_model_record` the smaller
+:class:`ModelRecord` that recipe verification and the recipe posterior need.
 
 The record is read from a bundle without building its networks (or from a
 MicroGen3D weights folder by loading it), so ``microdesign info`` is quick. A
@@ -10,13 +14,20 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from generator.checkpoint import in_plane_multiple_of_configs, read_bundle, tensor_to_table
 from generator.errors import FileFormatError
+from generator.loading import DEFAULT_BUNDLE, load_generator
+from generator.models.microgen3d import read_metadata
+from generator.physics.recipes import RECIPE_NAMES
+from generator.pipeline import SAMPLING_DEFAULTS
 
 #: Suffix of the model-card summary written beside a bundle (``default.pt`` -> ``default.card.json``).
 CARD_SUFFIX = ".card.json"
@@ -112,9 +123,6 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
     MicrodesignError
         When the path is missing or not a model (one-line message).
     """
-    from generator.checkpoint import in_plane_multiple_of_configs, read_bundle, tensor_to_table
-    from generator.pipeline import DEFAULT_BUNDLE, SAMPLING_DEFAULTS, load_generator
-
     target = DEFAULT_BUNDLE if str(path) == "default" else Path(path)
     if target.is_dir():
         gen = load_generator(target, kind=kind)
@@ -143,4 +151,72 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         n_training_samples=len(table), n_training_series=int(table["series"].nunique()) if "series" in table else 0,
         dataset=dict(simulation), training=training, card=read_card(target),
         sampling={**SAMPLING_DEFAULTS, **dict(bundle.get("sampling_defaults") or {})},
+    )
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What verification needs to know about a generator (its networks are not needed).
+
+    Attributes
+    ----------
+    n_phases
+        2 or 3: how simulated fields are labelled.
+    volume_shape
+        ``(X, Y, Z)`` of the generated films (the generator's default size).
+    recipe_names
+        The recipe variables the feature predictor outputs.
+    descriptor_table
+        The training set's attributes (``None`` for MicroGen3D weights).
+    simulation
+        The bundle's ``simulation`` record (``preset``, ``ch_parameters``,
+        ``n_phases``) or ``None`` when the model does not record it.
+    """
+
+    n_phases: int
+    volume_shape: tuple[int, int, int]
+    recipe_names: tuple[str, ...]
+    descriptor_table: pd.DataFrame | None
+    simulation: Mapping[str, Any] | None
+    training_shape: tuple[int, int, int] | None = None
+
+    @property
+    def trained_on(self) -> tuple[int, int, int]:
+        """``(X, Y, Z)`` of the training films (:attr:`volume_shape` when not recorded)."""
+        return tuple(self.training_shape or self.volume_shape)
+
+
+def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | None = None) -> ModelRecord:
+    """Read what verification needs from a bundle (without building its networks) or a MicroGen3D folder.
+
+    Parameters
+    ----------
+    model
+        Bundle file, ``"default"`` or a folder of MicroGen3D weights (then ``kind``,
+        unless it is a fine-tuned folder, whose ``microgen3d.json`` also records
+        how its data was simulated).
+
+    Raises
+    ------
+    MicrodesignError
+        When the model cannot be found or read.
+    """
+    path = DEFAULT_BUNDLE if str(model) == "default" else Path(model)
+    if (str(model) == "default" and not path.is_file()) or path.is_dir():
+        generator = load_generator(model, kind=kind)  # raises the toolkit's message for a missing default
+        meta = read_metadata(path) if path.is_dir() else None  # a fine-tuned folder records how its data was simulated
+        return ModelRecord(
+            n_phases=int(generator.n_phases), volume_shape=tuple(generator.volume_shape),
+            recipe_names=tuple(generator.recipe_names), descriptor_table=generator.descriptor_table,
+            simulation=(meta or {}).get("simulation"),
+            training_shape=tuple(getattr(generator, "training_shape", generator.volume_shape)),
+        )
+    bundle = read_bundle(path)
+    return ModelRecord(
+        n_phases=int(bundle["n_phases"]),
+        volume_shape=tuple(int(s) for s in bundle["volume_shape"]),
+        recipe_names=tuple(n for n in RECIPE_NAMES if n in bundle["attribute_names"]),
+        descriptor_table=tensor_to_table(bundle["descriptor_table"]),
+        simulation=bundle.get("simulation"),
+        training_shape=tuple(int(s) for s in bundle.get("training_shape") or bundle["volume_shape"]),
     )

@@ -2,34 +2,54 @@
 
 :class:`Generator` is built from components (a latent decoder, a feature
 predictor, a denoiser, the noise schedule and the attribute metadata), so that
-both our bundles (:func:`generator.checkpoint.load_bundle`) and MicroGen3D's
-published weights (:mod:`generator.models.microgen3d`) plug into it.
+both our bundles and MicroGen3D's published weights plug into it; loading a
+model from files is the job of :mod:`generator.loading`, which imports this
+module (never the other way round).
 """
 
 from __future__ import annotations
 
+import importlib
 import numbers
-import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from generator.diffusion import Denoiser, NoiseSchedule, sample_latents
-from generator.errors import FileFormatError, InvalidInputError, MicrodesignError
+from generator.conditions import condition_vector, draw_conditions
+from generator.diffusion import (
+    DEFAULT_SAMPLING,
+    Denoiser,
+    NoiseSchedule,
+    SamplingSettings,
+    canonical_sampler,
+    make_scheduler,
+    sample_latents,
+)
+from generator.diffusion.settings import resolve_sampling
+from generator.errors import InvalidInputError
+from generator.levels import check_threshold, labels_from_grey
+from generator.physics.recipes import RECIPE_NAMES  # noqa: F401  (the recipe attributes a feature predictor may output)
+from generator.validation import check_finite, check_memory, check_seed
 
-#: Recipe (processing) attributes, in this order, when a feature predictor outputs them.
-RECIPE_NAMES = ("phi", "chi", "log_time")
+#: How :meth:`Generator.generate` samples when neither the call nor the model says otherwise
+#: (:data:`generator.diffusion.DEFAULT_SAMPLING` as a dict).
+SAMPLING_DEFAULTS = DEFAULT_SAMPLING.model_dump()
 
-#: How :meth:`Generator.generate` samples when neither the call nor the model says otherwise.
-SAMPLING_DEFAULTS = {"sampler": "dpm++", "steps": 25, "guidance": 1.0}
+#: Old import paths of names that moved to :mod:`generator.loading` (``from generator.pipeline import load_generator``).
+_MOVED = {"load_generator": "generator.loading", "DEFAULT_BUNDLE": "generator.loading"}
 
-#: Where the shipped default bundle lives.
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "pretrained" / "default.pt"
+
+def __getattr__(name: str) -> object:
+    """The names of :data:`_MOVED`, from their new home, with a :class:`DeprecationWarning`."""
+    if name in _MOVED:
+        warnings.warn(f"generator.pipeline.{name} moved to {_MOVED[name]}.{name}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -174,8 +194,8 @@ class Generator:
     def resolve_sampling(self, sampler: str | None, steps: int | None, guidance: float | None) -> tuple[str, int, float]:
         """``(sampler, steps, guidance)`` with the model's :attr:`sampling_defaults` for those not given (``None``)."""
         d = self.sampling_defaults
-        return (str(d["sampler"]) if sampler is None else sampler, int(d["steps"]) if steps is None else steps,  # type: ignore[arg-type]
-                float(d["guidance"]) if guidance is None else guidance)  # type: ignore[arg-type]
+        return resolve_sampling(sampler, None if steps is None else steps, guidance,
+                                {"sampler": d["sampler"], "steps": int(d["steps"]), "guidance": float(d["guidance"])})  # type: ignore[arg-type]
 
     @property
     def resizable(self) -> bool:
@@ -223,15 +243,7 @@ class Generator:
             For an unknown or missing condition name, or a matrix of the wrong width.
         """
         if isinstance(conditions, Mapping):
-            unknown = [name for name in conditions if name not in self.condition_names]
-            if unknown:
-                raise InvalidInputError(
-                    f"condition: unknown condition {unknown[0]!r}; this model is conditioned on {', '.join(self.condition_names)}"
-                )
-            missing = [name for name in self.condition_names if name not in conditions]
-            if missing:
-                raise InvalidInputError(f"condition: missing a value for {missing[0]!r} (needs {', '.join(self.condition_names)})")
-            row = np.array([float(conditions[name]) for name in self.condition_names])
+            row = condition_vector(self.condition_names, conditions)
             return np.tile(row, (1 if n is None else int(n), 1))
         matrix = np.atleast_2d(np.asarray(conditions, dtype=np.float64))
         if matrix.ndim != 2 or matrix.shape[1] != len(self.condition_names):
@@ -277,8 +289,6 @@ class Generator:
         -------
         generator.conditions.ConditionDraw
         """
-        from generator.conditions import draw_conditions
-
         return draw_conditions(self.condition_names, n, given=given, ranges=ranges,
                                table=self.descriptor_table if table is None else table, method=method, seed=seed)
 
@@ -326,8 +336,6 @@ class Generator:
 
     def check_decoding(self, threshold: float | None, phase_levels=None) -> None:
         """Raise :class:`InvalidInputError` when ``threshold`` / ``phase_levels`` do not apply to this model."""
-        from generator.levels import check_threshold
-
         if threshold is None and phase_levels is None:
             return
         if self.grey_decoder is None or not self.grey_labels:
@@ -375,9 +383,6 @@ class Generator:
             a non-finite or negative guidance, a bad seed, a count below 1, or
             ``n`` volumes that cannot fit in this machine's memory, or a film size this model cannot make.
         """
-        from generator.diffusion import make_scheduler
-        from generator.validation import check_finite, check_memory, check_seed
-
         sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
 
         def name(field: str) -> str:  # the setting as the user wrote it: -n, --batch-size, generation.batch_size
@@ -395,7 +400,7 @@ class Generator:
         if not whole(batch_size) or batch_size < 1:
             raise InvalidInputError(f"{name('batch_size')}: must be at least 1, got {batch_size!r}")
         try:
-            make_scheduler(sampler, self.schedule)
+            canonical_sampler(sampler)
         except InvalidInputError as exc:
             raise InvalidInputError(f"{name('sampler')}: {str(exc).removeprefix('sampler: ')}") from None
         top = self.schedule.num_train_timesteps
@@ -440,6 +445,7 @@ class Generator:
         threshold: float | None = None,
         phase_levels=None,
         raw: bool = False,
+        settings: SamplingSettings | None = None,
     ) -> GenerationResult:
         """Generate ``n`` volumes for the given conditions.
 
@@ -470,13 +476,18 @@ class Generator:
             takes the phase of the nearest level (default 0, 0.5, 1).
         raw
             Keep the decoder's grey field in :attr:`GenerationResult.grey`.
+        settings
+            Sampler, steps and guidance as one validated object (a study's
+            ``[generation]``); ``sampler``, ``steps``, ``guidance`` given as well take precedence.
 
         Returns
         -------
         GenerationResult
         """
-        from generator.levels import labels_from_grey
-
+        if settings is not None:
+            sampler = settings.sampler if sampler is None else sampler
+            steps = settings.steps if steps is None else steps
+            guidance = settings.guidance if guidance is None else guidance
         sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
         count = (1 if n is None else n) if isinstance(conditions, Mapping) else len(np.atleast_2d(np.asarray(conditions)))
         self.check_sampling(n=count, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size, prefix="",
@@ -494,6 +505,7 @@ class Generator:
         rng = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn((total, *latent_shape), generator=rng)
         labels, latents, predicted, greys = [], [], [], []
+        scheduler = make_scheduler(sampler, self.schedule)  # once per call; each batch sets its time steps again
         with tqdm(total=total, desc="generating", unit="sample", disable=not progress) as bar:
             for start in range(0, total, batch_size):
                 stop = min(start + batch_size, total)
@@ -507,6 +519,7 @@ class Generator:
                     generator=rng,
                     schedule=self.schedule,
                     noise=noise[start:stop].to(self.device),
+                    scheduler=scheduler,
                 )
                 grey = self.decode_grey(z) if (raw or cut) else None
                 labels.append(labels_from_grey(grey, self.n_phases, threshold=threshold, levels=phase_levels) if cut else self.decode(z))
@@ -522,45 +535,3 @@ class Generator:
             predicted={name: np.concatenate([p[name] for p in predicted]) for name in self.attribute_names},
             grey=np.concatenate(greys) if raw else None,
         )
-
-
-def load_generator(path: str | os.PathLike[str] = "default", *, kind: str | None = None, device: str | torch.device = "cpu") -> Generator:
-    """Load a :class:`Generator`.
-
-    Parameters
-    ----------
-    path
-        A bundle file of ours (written by ``microdesign train``), ``"default"``
-        (the shipped model), or a folder holding MicroGen3D's ``vae.pt``,
-        ``fp.pt`` and ``ddpm.pt``.
-    kind
-        For a MicroGen3D folder: ``CH_2phase``, ``CH_3phase`` or ``experimental``.
-    device
-        Torch device.
-
-    Raises
-    ------
-    MicrodesignError
-        When the path does not exist, the default model is not shipped, or the files do not match.
-    """
-    from generator.checkpoint import load_bundle
-    from generator.validation import check_device
-
-    device = check_device(device, "device")
-    if str(path) == "default":
-        if not DEFAULT_BUNDLE.is_file():
-            raise MicrodesignError(
-                f"model: no default model is shipped yet ({DEFAULT_BUNDLE} is missing); "
-                "train one with `microdesign train` and pass its bundle file"
-            )
-        return load_bundle(DEFAULT_BUNDLE, device=device)
-    target = Path(path)
-    if target.is_dir():
-        from generator.models.microgen3d import load_microgen3d
-
-        return load_microgen3d(target, kind=kind, device=device)
-    if not target.exists():
-        raise FileFormatError(f"model: {target} does not exist")
-    if kind is not None:
-        raise InvalidInputError("kind: only applies to a folder of MicroGen3D weights, not to a bundle file")
-    return load_bundle(target, device=device)

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from generator.checkpoint import NonFiniteOutputError
+from generator.descriptors import compute_batch, is_count
 from generator.errors import MicrodesignError
-from inverse.spec import Bound, Target, is_count_descriptor
+from inverse.spec import Bound, GenerationSettings, Target
 
 #: Columns of the training table that are not measured descriptors.
-NON_DESCRIPTOR_COLUMNS = frozenset({"series", "snapshot", "phi", "chi", "log_time", "time", "sample", "key"})
 
 
 class GenerationFailed(MicrodesignError):
@@ -78,14 +79,13 @@ def measure(
     n: int,
     *,
     seed: int,
-    sampler: str | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    batch_size: int = 32,
+    settings: GenerationSettings | None = None,
     n_jobs: int | None = None,
-    size: Sequence[int] | None = None,
 ) -> Measurement:
     """Generate ``n`` volumes at ``conditions`` and measure them.
+
+    ``settings`` (a spec's ``[generation]``; default: the model's sampling
+    defaults, batches of 32, its film size) go to ``Generator.generate`` whole.
 
     The descriptors of the ``n`` volumes are measured in parallel over the
     volumes, on ``n_jobs`` threads (default: every core; the generator's torch
@@ -96,14 +96,12 @@ def measure(
     GenerationFailed
         NaN or inf in the generator's latents, decoder logits or predictions, or no volume.
     """
-    from generator.checkpoint import NonFiniteOutputError
-    from generator.descriptors import compute_batch
-
     start = time.perf_counter()
     try:
+        settings = settings or GenerationSettings()
         result = generator.generate(  # type: ignore[attr-defined]
-            dict(conditions), n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-            batch_size=batch_size, progress=False, **({"size": tuple(size)} if size is not None else {}),
+            dict(conditions), n, settings=settings, seed=seed, batch_size=settings.batch_size, progress=False,
+            **({"size": tuple(settings.size)} if settings.size is not None else {}),
         )
     except NonFiniteOutputError as exc:
         raise GenerationFailed(f"{str(exc).removeprefix('model: ')} at {dict(conditions)}") from None
@@ -138,7 +136,7 @@ def descriptor_scales(names: Sequence[str], table: pd.DataFrame | None) -> dict[
     for name in names:
         s = float(table[name].std(ddof=0)) if table is not None and name in table.columns else 0.0
         if not np.isfinite(s) or s <= 1e-12:
-            s = 1.0 if is_count_descriptor(name) else 0.1
+            s = 1.0 if is_count(name) else 0.1
         scales[name] = s
     return scales
 

@@ -37,8 +37,10 @@ from sklearn.decomposition import PCA
 if TYPE_CHECKING:
     import torch
 
+from generator.conditions import condition_vector
+from generator.descriptors import descriptor_names, is_count, words
 from generator.errors import FileFormatError, InvalidInputError
-from inverse._words import words
+from generator.loading import load_generator
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,8 @@ class FeasibilityModel:
         return np.asarray(z, dtype=float) * self.scale + self.mean
 
     def vector(self, values: Mapping[str, float]) -> np.ndarray:
-        """The ``(d,)`` vector of ``values`` in column order (every column must be given)."""
-        return np.array([float(values[c]) for c in self.columns])
+        """The ``(d,)`` vector of ``values`` in column order (every column must be given; others are ignored)."""
+        return condition_vector(self.columns, values, allow_extra=True)
 
 
 def fit_feasibility(
@@ -244,6 +246,8 @@ class FeasibilityReport:
         For an infeasible target, the broken correlation (or range) in words.
     nearest
         The nearest feasible target, ``{descriptor: value}`` (the target itself when feasible).
+    model
+        The feasibility model the target was checked against.
     """
 
     feasible: bool
@@ -254,6 +258,7 @@ class FeasibilityReport:
     spe_limit: float
     explanation: str | None
     nearest: dict[str, float]
+    model: FeasibilityModel | None = field(default=None, compare=False, repr=False)
 
 
 def _fmt(v: float) -> str:
@@ -372,6 +377,7 @@ def check_targets(model: FeasibilityModel, values: Mapping[str, float]) -> Feasi
         spe=float(stats["spe"][0]), spe_limit=float(model.spe_limit),
         explanation=None if feasible else explain(model, x),
         nearest={c: float(v) for c, v in zip(model.columns, nearest)},
+        model=model,
     )
 
 
@@ -486,3 +492,51 @@ def model_for(generator: Any, columns: Sequence[str], table: pd.DataFrame | str 
     raise InvalidInputError(
         f"--table: the training data of this model does not cover {missing}; pass a table of training descriptors (--table FILE)"
     )
+
+
+def check(
+    target: Mapping[str, float],
+    model: Any = "default",
+    *,
+    kind: str | None = None,
+    table: pd.DataFrame | str | Path | None = None,
+    option: str = "target",
+) -> FeasibilityReport:
+    """Whether a target lies inside what a model's training data covers (``microdesign check``).
+
+    Parameters
+    ----------
+    target
+        ``{descriptor: value}``, the descriptors measured on generated volumes.
+    model
+        A loaded :class:`~generator.pipeline.Generator`, or what
+        :func:`generator.loading.load_generator` takes (``"default"``, a
+        bundle file, a MicroGen3D folder).
+    kind
+        MicroGen3D kind, for a folder of weights.
+    table
+        Training descriptors (a DataFrame, ``.csv`` or labelled ``.h5``) when the model carries none.
+    option
+        The name of ``target`` in messages (``--target`` for the command line).
+
+    Returns
+    -------
+    FeasibilityReport
+        Feasible or not, the broken correlation in words, the nearest feasible
+        target and the statistics; :attr:`FeasibilityReport.model` is the model used.
+
+    Raises
+    ------
+    InvalidInputError
+        A fraction outside [0, 1], an unknown descriptor, or training data that does not cover the target.
+    """
+    values = {str(k): float(v) for k, v in target.items()}
+    for name, value in values.items():
+        if not is_count(name) and not 0.0 <= value <= 1.0:
+            raise InvalidInputError(f"{option} {name}: {value} is outside [0, 1]")
+    generator = load_generator(model, kind=kind) if isinstance(model, (str, Path)) else model
+    known = set(descriptor_names(int(generator.n_phases)))
+    for name in values:
+        if name not in known:
+            raise InvalidInputError(f"{option} {name}: unknown descriptor (known: {', '.join(sorted(known))})")
+    return check_targets(model_for(generator, list(values), table), values)

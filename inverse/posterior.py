@@ -8,7 +8,7 @@ gives a *distribution* of recipes instead, learnt from the training data's
 
 1. **Features.** The film's *intensive* descriptors (fractions and
    normalised counts: every measured descriptor that is not a count, see
-   :func:`inverse.spec.is_count_descriptor`), so that films of another size
+   :func:`generator.descriptors.is_count`), so that films of another size
    than the training films (a resizable generator's 128x128x64 films from
    64x64x64 training films) are described on the same scale. Constant columns
    are dropped; each feature is standardised by its training std.
@@ -52,16 +52,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from generator.descriptors import NON_DESCRIPTOR_COLUMNS, compute_batch, is_count
 from generator.errors import InvalidInputError
-from inverse.evaluation import NON_DESCRIPTOR_COLUMNS
-from inverse.spec import is_count_descriptor
+from generator.loading import DEFAULT_BUNDLE
+from generator.model_info import read_model_record
+from generator.physics.recipes import RECIPE_NAMES as RECIPE
 
-#: The recipe variables, in simulator order.
-RECIPE = ("phi", "chi", "log_time")
 #: Default probability of the credible regions and intervals.
 DEFAULT_LEVEL = 0.8
-#: Columns that are identifiers, not descriptors, besides :data:`inverse.evaluation.NON_DESCRIPTOR_COLUMNS`.
-_IDENTIFIERS = frozenset({"seed", "step"})
 
 
 def intensive_features(table: pd.DataFrame) -> list[str]:
@@ -74,7 +72,7 @@ def intensive_features(table: pd.DataFrame) -> list[str]:
     """
     names = []
     for name in table.columns:
-        if name in NON_DESCRIPTOR_COLUMNS or name in _IDENTIFIERS or is_count_descriptor(name):
+        if name in NON_DESCRIPTOR_COLUMNS or is_count(name):
             continue
         values = pd.to_numeric(table[name], errors="coerce").to_numpy(dtype=float)
         if np.isfinite(values).mean() > 0.99 and np.nanstd(values) > 1e-9:
@@ -335,8 +333,6 @@ class RecipePosterior:
 
     def predict_volumes(self, volumes: np.ndarray, *, n_jobs: int | None = None, n_phases: int | None = None) -> RecipeDistribution:
         """The recipe posterior of a design given as label volumes ``(n, X, Y, Z)``: measured (in parallel), then :meth:`predict_set`."""
-        from generator.descriptors import compute_batch
-
         return self.predict_set(pd.DataFrame(compute_batch(list(volumes), n_jobs=n_jobs, n_phases=n_phases)).astype(float))
 
     # ------------------------------------------------------------------ the (chi, time) trade-off
@@ -435,8 +431,6 @@ def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LE
 
 @functools.lru_cache(maxsize=8)
 def _cached_posterior(key: str, mtime: float, level: float, features: tuple[str, ...] | None) -> RecipePosterior:
-    from inverse.verify import read_model_record
-
     return posterior_for_table(read_model_record(key).descriptor_table, level=level, features=features)
 
 
@@ -454,8 +448,6 @@ def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: flo
     MicrodesignError
         A model that cannot be read.
     """
-    from generator.pipeline import DEFAULT_BUNDLE
-
     path = DEFAULT_BUNDLE if str(model) == "default" else os.fspath(model)
     mtime = os.path.getmtime(path) if os.path.isfile(path) else 0.0
     return _cached_posterior(str(model), mtime, float(level), tuple(features) if features is not None else None)

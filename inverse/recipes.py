@@ -40,7 +40,9 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from inverse.search import MEASURED
+from generator.errors import InvalidInputError, MicrodesignError
+from inverse.posterior import RECIPE, posterior_for_model
+from inverse.record import StudyRecord, TrialRecord
 
 if TYPE_CHECKING:
     from inverse.posterior import RecipePosterior
@@ -53,29 +55,30 @@ def trial_table(trials: Sequence[optuna.trial.FrozenTrial], *, descriptors: Sequ
     """One row per *measured* trial, flattened from its user attributes (unranked)."""
     rows = []
     for t in trials:
-        a = t.user_attrs
-        if t.state != optuna.trial.TrialState.COMPLETE or a.get("status") != MEASURED:
+        a = TrialRecord.of(t)
+        if t.state != optuna.trial.TrialState.COMPLETE or not a.measured:
             continue
+        recipe_ok = True if a.recipe_ok is None else bool(a.recipe_ok)
         row: dict[str, object] = {
             "trial": t.number,
-            "feasible": bool(a.get("feasibility", {}).get("feasible", True)) and bool(a.get("recipe_ok", True)),
-            "recipe_ok": bool(a.get("recipe_ok", True)),
-            "meets_targets": bool(a.get("meets_targets", False)),
-            "mismatch": float(a.get("score", 0.0)),
-            "uncertainty": float(a.get("uncertainty", 0.0)),
+            "feasible": a.feasible and recipe_ok,
+            "recipe_ok": recipe_ok,
+            "meets_targets": bool(a.meets_targets),
+            "mismatch": float(0.0 if a.score is None else a.score),
+            "uncertainty": float(0.0 if a.uncertainty is None else a.uncertainty),
             "values": list(t.values),
         }
-        for name, mean in a.get("recipe_mean", {}).items():
+        for name, mean in a.recipe_mean.items():
             row[f"{name}_mean"] = mean
             row[f"{name}_lo"] = row[f"{name}_hi"] = np.nan
             row[f"{name}_fp"] = mean
-        for name, value in a.get("conditions", {}).items():
+        for name, value in a.conditions.items():
             row[f"cond_{name}"] = value
         for name in descriptors:
-            row[f"{name}_mean"] = a.get("measured_mean", {}).get(name, np.nan)
-            row[f"{name}_std"] = a.get("measured_std", {}).get(name, np.nan)
-        row["artifact_id"] = a.get("artifact_id", "")
-        row["_measured"] = a.get("measured_mean", {})
+            row[f"{name}_mean"] = a.measured_mean.get(name, np.nan)
+            row[f"{name}_std"] = a.measured_std.get(name, np.nan)
+        row["artifact_id"] = a.artifact_id or ""
+        row["_measured"] = a.measured_mean
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -88,9 +91,6 @@ def add_posterior(table: pd.DataFrame, measured: Sequence[dict[str, float]], pos
     Without a posterior (or when the trials lack a descriptor it needs) the
     table keeps the feature predictor's recipe (``recipe_source``).
     """
-    from generator.errors import InvalidInputError
-    from inverse.posterior import RECIPE
-
     table = table.copy()
     table["recipe_source"] = "feature predictor"
     if posterior is None or table.empty:
@@ -157,14 +157,11 @@ def rank_recipes(
 
 def study_posterior(study: optuna.Study) -> RecipePosterior | None:
     """The recipe posterior of a study's generator (``None`` when its model has no training table or cannot be read)."""
-    from generator.errors import MicrodesignError
-    from inverse.posterior import posterior_for_model
-
-    spec = study.user_attrs.get("spec", {})
-    if not spec.get("generator"):
+    model = StudyRecord.of(study).model
+    if model is None:
         return None
     try:
-        return posterior_for_model(spec["generator"])
+        return posterior_for_model(model)
     except (MicrodesignError, OSError):
         return None
 
@@ -174,8 +171,7 @@ def study_recipes(study: optuna.Study, *, posterior: RecipePosterior | None | st
 
     ``posterior="auto"`` uses :func:`study_posterior`; pass ``None`` for the feature predictor's recipes.
     """
-    spec = study.user_attrs.get("spec", {})
-    names = list(spec.get("targets", {})) + [o["descriptor"] for o in spec.get("objectives", []) if o["descriptor"] not in spec.get("targets", {})]
+    names = StudyRecord.of(study).descriptor_names
     directions = [d.name.lower() for d in study.directions]
     if isinstance(posterior, str):
         posterior = study_posterior(study)

@@ -5,7 +5,7 @@ is simulated and its films miss the targets (``microdesign verify``),
 :func:`refine_trial` goes on: an Optuna search over ``(phi, chi, log_time)``
 whose objective is the study's own score of the *simulated* films (the mean
 descriptors of ``seeds`` runs, simulated together in one batch,
-:func:`inverse.verify.simulate_recipes`). It is warm-started from the recipe
+:func:`generator.physics.recipes.simulate_recipes`). It is warm-started from the recipe
 posterior (the verified recipe is added as the first, already simulated,
 candidate; the targets' posterior mean and draws are queued next) and stops as soon as a
 candidate meets every target, or when the budget of simulator runs is spent.
@@ -43,10 +43,16 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from generator.descriptors import compute_batch
 from generator.errors import InvalidInputError
+from generator.model_info import read_model_record
+from generator.physics.recipes import RECIPE_NAMES as RECIPE, SimulationSettings, check_recipes, simulate_recipes
 from inverse import evaluation, storage as storage_mod
-from inverse.spec import Target
-from inverse.verify import DEFAULT_SEED, RECIPE, SimulationSettings, check_recipes, simulate_recipes
+from inverse.posterior import intensive_features, posterior_for_model
+from inverse.record import StudyRecord, TrialRecord
+from inverse.search import make_sampler
+from inverse.spec import Target, parse_spec
+from inverse.verify import DEFAULT_SEED
 
 #: Study user attribute holding the refinement trails.
 REFINEMENT_ATTR = "refinement"
@@ -185,8 +191,6 @@ def evaluate_recipe(recipe: Mapping[str, float], settings: SimulationSettings, t
     seconds : dict
         ``{"simulate", "measure"}`` wall time.
     """
-    from generator.descriptors import compute_batch
-
     start = time.perf_counter()
     labels, _ = simulate_recipes(np.array([[recipe[n] for n in RECIPE]]), settings, seeds, max_steps=max_steps, device=device)
     simulated_at = time.perf_counter()
@@ -286,8 +290,6 @@ def search_recipes(
         No targets, a budget smaller than one candidate's runs, ``n_seeds < 1``, or a box
         whose longest time exceeds ``max_steps``.
     """
-    from inverse.search import make_sampler
-
     if not targets:
         raise InvalidInputError("refine: the study has no targets; there is nothing to verify a recipe against")
     if int(n_seeds) < 1:
@@ -397,9 +399,6 @@ def target_posterior(targets: Mapping[str, Target], model: str, n: int, *, seed:
 
     ``[]`` when the model has no training table or no target is an intensive descriptor of it.
     """
-    from inverse.posterior import intensive_features, posterior_for_model
-    from inverse.verify import read_model_record
-
     if n < 1:
         return []
     table = read_model_record(model).descriptor_table
@@ -487,20 +486,17 @@ def refine_trial(
     InvalidInputError
         As :func:`search_recipes`.
     """
-    from inverse.posterior import posterior_for_model
-    from inverse.spec import parse_spec
-    from inverse.verify import read_model_record
-
-    spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")
-    record = read_model_record(spec.generator, kind=spec.kind)
-    scales = dict(study.user_attrs.get("descriptor_scales") or {})
+    stored = StudyRecord.of(study)
+    spec = parse_spec(stored.spec, source=f"study {study.study_name}")
+    record = read_model_record(spec.model, kind=spec.kind)
+    scales = dict(stored.descriptor_scales)
     scales.update({n: s for n, s in evaluation.descriptor_scales(list(spec.targets), record.descriptor_table).items() if n not in scales})
     bounds = recipe_bounds(settings, record.descriptor_table, max_steps, spec.recipe)
     warm: list[dict[str, float]] = []
     try:
-        warm = target_posterior(spec.targets, spec.generator, n_warm_start, seed=seed)
-        posterior = posterior_for_model(spec.generator)
-        measured = study.trials[verification.trial].user_attrs.get("measured_mean", {})
+        warm = target_posterior(spec.targets, spec.model, n_warm_start, seed=seed)
+        posterior = posterior_for_model(spec.model)
+        measured = TrialRecord.of(study.trials[verification.trial]).measured_mean
         if n_warm_start > 0:
             warm.append(dict(zip(RECIPE, posterior.predict(measured).sample(0, 1, seed=seed)[0])))
     except InvalidInputError:

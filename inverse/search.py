@@ -37,9 +37,13 @@ import numpy as np
 import optuna
 from optuna.artifacts import upload_artifact
 
-from generator.errors import InvalidInputError
+from generator.descriptors import descriptor_names
+from generator.errors import InvalidInputError, MicrodesignError
+from generator.loading import load_generator
 from inverse import evaluation, feasibility, storage as storage_mod
 from inverse.masking import mask_credentials
+from inverse.posterior import posterior_for_table
+from inverse.record import FAILED, INFEASIBLE, MEASURED, StudyRecord, TrialRecord, write_trial
 from inverse.spec import ResolvedSpec, StudySpec, resolve_spec
 
 class _DropGreenletNotice(logging.Filter):
@@ -52,8 +56,6 @@ class _DropGreenletNotice(logging.Filter):
 for _handler in logging.getLogger("optuna").handlers:
     _handler.addFilter(_DropGreenletNotice())
 
-#: User attribute ``status`` values.
-MEASURED, INFEASIBLE, FAILED = "measured", "infeasible", "failed"
 
 
 # ----------------------------------------------------------------------------- samplers
@@ -199,8 +201,6 @@ def make_sampler(name: str, *, seed: int, n_objectives: int = 1, n_startup_trial
 
 def measured_descriptor_names(generator: Any) -> list[str]:
     """The descriptors measured on every generated volume (the names ``compute`` returns)."""
-    from generator.descriptors import descriptor_names
-
     return list(descriptor_names(int(generator.n_phases)))
 
 
@@ -219,8 +219,8 @@ class StudyPlan:
         The spec with its search bounds.
     generator
         The loaded generator.
-    feasible
-        Feasibility model over the conditions.
+    feasibility_model
+        Feasibility model over the conditions (``feasible`` before: a name that read like a boolean).
     feasible_fraction
         Fraction of the search box inside the training data.
     scales
@@ -234,7 +234,7 @@ class StudyPlan:
 
     resolved: ResolvedSpec
     generator: Any
-    feasible: feasibility.FeasibilityModel
+    feasibility_model: feasibility.FeasibilityModel
     feasible_fraction: float
     scales: dict[str, float]
     directions: list[str]
@@ -244,6 +244,12 @@ class StudyPlan:
     def spec(self) -> StudySpec:
         """The study spec."""
         return self.resolved.spec
+
+    @property
+    def feasible(self) -> feasibility.FeasibilityModel:
+        """Deprecated name of :attr:`feasibility_model`."""
+        warnings.warn("StudyPlan.feasible is now StudyPlan.feasibility_model", DeprecationWarning, stacklevel=2)
+        return self.feasibility_model
 
 
 def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
@@ -255,9 +261,7 @@ def plan_study(spec: StudySpec, generator: Any = None) -> StudyPlan:
         Unknown names, or a search space with no feasible point.
     """
     if generator is None:
-        from generator.checkpoint import load_generator
-
-        generator = load_generator(spec.generator, kind=spec.kind)
+        generator = load_generator(spec.model, kind=spec.kind)
     gen = spec.generation  # sampler, steps, film size and memory: checked here, not at the first trial
     try:
         generator.check_sampling(n=spec.samples_per_trial, sampler=gen.sampler, steps=gen.steps, guidance=gen.guidance,
@@ -316,7 +320,7 @@ def _input_constraint(plan: StudyPlan) -> Callable[[Any], Any] | None:
     """
     if plan.feasibility_mode != "constraint" or not plan.spec.input_constraint:
         return None
-    resolved, model = plan.resolved, plan.feasible
+    resolved, model = plan.resolved, plan.feasibility_model
     searched = sorted(resolved.bounds)
 
     def constraint(x):  # noqa: ANN001, ANN202
@@ -335,7 +339,7 @@ def _suggest_conditions(trial: optuna.Trial, plan: StudyPlan) -> dict[str, float
     """Ask the sampler for one condition vector ``{name: value}`` (searched and fixed)."""
     resolved = plan.resolved
     if plan.feasibility_mode == "pca":
-        model = plan.feasible
+        model = plan.feasibility_model
         radius = float(np.sqrt(model.t2_limit))
         u = np.array([trial.suggest_float(f"pc{i + 1}", -radius, radius) for i in range(model.n_components)])
         assert model.pca is not None
@@ -343,7 +347,7 @@ def _suggest_conditions(trial: optuna.Trial, plan: StudyPlan) -> dict[str, float
         x = model.unstandardise(z)[0]
         return {n: float(v) for n, v in zip(model.columns, x)}
     params = {n: trial.suggest_float(n, lo, hi) for n, (lo, hi) in resolved.bounds.items()}
-    return dict(zip(resolved.condition_names, resolved.condition_vector(params)))
+    return resolved.conditions(params)
 
 
 def _box_excess(conditions: Mapping[str, float], bounds: Mapping[str, tuple[float, float]]) -> float:
@@ -359,8 +363,8 @@ def _penalty(study: optuna.Study, plan: StudyPlan, violation: float) -> list[flo
     """Values recorded for an infeasible proposal: worst measured score so far + violation; worst objective."""
     values: list[float] = []
     if plan.spec.targets:
-        scores = [t.user_attrs["score"] for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                  if t.user_attrs.get("status") == MEASURED]
+        records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+        scores = [r.score for r in records if r.measured]
         values.append((max(scores) if scores else 1.0) + violation)
     table = plan.generator.descriptor_table
     for obj in plan.spec.objectives:
@@ -394,9 +398,6 @@ def trial_seed(spec_seed: int, trial_number: int) -> int:
 
 def _recipe_posterior(plan: StudyPlan, measured_mean: Mapping[str, float]) -> dict[str, Any] | None:
     """The calibrated recipe posterior of a trial's films (:mod:`inverse.posterior`), or ``None`` for models without a training table."""
-    from generator.errors import MicrodesignError
-    from inverse.posterior import posterior_for_table
-
     if plan.generator.descriptor_table is None:
         return None
     try:
@@ -411,64 +412,54 @@ def make_objective(plan: StudyPlan, store: Any, *, n_jobs: int | None = None) ->
 
     def objective(trial: optuna.Trial) -> list[float]:
         conditions = _suggest_conditions(trial, plan)
-        x = plan.feasible.vector(conditions)[None]
-        stats = feasibility.statistics(plan.feasible, x)
+        x = plan.feasibility_model.vector(conditions)[None]
+        stats = feasibility.statistics(plan.feasibility_model, x)
         model_ranges = {n: r for n, r in plan.generator.condition_ranges.items() if n in conditions}
         outside = max(_box_excess(conditions, plan.resolved.bounds), _box_excess(conditions, model_ranges))
         violation = float(stats["constraint"][0]) if outside <= 0 else max(float(stats["constraint"][0]), outside)
-        trial.set_user_attr("conditions", conditions)
-        trial.set_user_attr("feasibility", {
-            "t2": float(stats["t2"][0]), "t2_limit": float(plan.feasible.t2_limit),
-            "spe": float(stats["spe"][0]), "spe_limit": float(plan.feasible.spe_limit),
+        write_trial(trial, conditions=conditions, feasibility={
+            "t2": float(stats["t2"][0]), "t2_limit": float(plan.feasibility_model.t2_limit),
+            "spe": float(stats["spe"][0]), "spe_limit": float(plan.feasibility_model.spe_limit),
             "range_excess": float(stats["range_excess"][0]), "constraint": violation, "feasible": violation <= 0,
         })
         trial.set_constraint("feasibility", violation)
         if violation > 0:
             if spec.recipe:
                 trial.set_constraint("recipe", 0.0)
-            trial.set_user_attr("status", INFEASIBLE)
+            write_trial(trial, status=INFEASIBLE)
             return _penalty(trial.study, plan, violation)
         seed = trial_seed(spec.seed, trial.number)
-        trial.set_user_attr("seed", seed)
-        gen = spec.generation
+        write_trial(trial, seed=seed)
         try:
-            measurement = evaluation.measure(
-                plan.generator, conditions, spec.samples_per_trial, seed=seed, sampler=gen.sampler,
-                steps=gen.steps, guidance=gen.guidance, batch_size=gen.batch_size, n_jobs=n_jobs, size=gen.size,
-            )
+            measurement = evaluation.measure(plan.generator, conditions, spec.samples_per_trial, seed=seed,
+                                             settings=spec.generation, n_jobs=n_jobs)
         except evaluation.GenerationFailed as exc:
-            trial.set_user_attr("status", FAILED)
-            trial.set_user_attr("failure", str(exc))
+            write_trial(trial, status=FAILED, failure=str(exc))
             raise
         summary = measurement.summary()
-        for key, value in summary.items():
-            trial.set_user_attr(key, value)
+        write_trial(trial, **summary)
         seconds = dict(measurement.seconds)
         start = time.perf_counter()
         posterior = _recipe_posterior(plan, summary["measured_mean"])
         if posterior is not None:
-            trial.set_user_attr("recipe_posterior", posterior)
+            write_trial(trial, recipe_posterior=posterior)
         seconds["recipe"] = time.perf_counter() - start
         distances = evaluation.target_distances(summary["measured_mean"], spec.targets, plan.scales)
         trial_score = evaluation.score(distances)
         if not np.isfinite(trial_score):
-            trial.set_user_attr("status", FAILED)
-            trial.set_user_attr("failure", "a target descriptor could not be measured (NaN)")
+            write_trial(trial, status=FAILED, failure="a target descriptor could not be measured (NaN)")
             raise evaluation.GenerationFailed("a target descriptor could not be measured (NaN)")
-        trial.set_user_attr("target_distance", distances)
-        trial.set_user_attr("score", trial_score)
-        trial.set_user_attr("meets_targets", bool(trial_score == 0.0))
-        trial.set_user_attr("uncertainty", evaluation.uncertainty(summary["measured_std"], list(spec.targets), plan.scales))
-        trial.set_user_attr("n_samples", spec.samples_per_trial)
+        write_trial(trial, target_distance=distances, score=trial_score, meets_targets=bool(trial_score == 0.0),
+                    uncertainty=evaluation.uncertainty(summary["measured_std"], list(spec.targets), plan.scales),
+                    n_samples=spec.samples_per_trial)
         if spec.recipe:
             violation_recipe = evaluation.recipe_violation(summary["recipe_mean"], spec.recipe)
             trial.set_constraint("recipe", violation_recipe)
-            trial.set_user_attr("recipe_ok", violation_recipe <= 0)
+            write_trial(trial, recipe_ok=violation_recipe <= 0)
         start = time.perf_counter()
-        trial.set_user_attr("artifact_id", _save_microstructures(trial, store, measurement))
+        write_trial(trial, artifact_id=_save_microstructures(trial, store, measurement))
         seconds["storage"] = time.perf_counter() - start
-        trial.set_user_attr("seconds", seconds)
-        trial.set_user_attr("status", MEASURED)
+        write_trial(trial, seconds=seconds, status=MEASURED)
         values = [trial_score] if spec.targets else []
         values += [summary["measured_mean"][o.descriptor] for o in spec.objectives]
         return values
@@ -525,7 +516,7 @@ def run_study(
     spec
         The study spec.
     generator
-        A loaded generator (default: ``load_generator(spec.generator, kind=spec.kind)``).
+        A loaded generator (default: ``load_generator(spec.model, kind=spec.kind)``).
     storage
         SQLAlchemy URL (default: ``spec.storage`` or ``sqlite:///runs/NAME.db``).
     n_trials
@@ -552,7 +543,7 @@ def run_study(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = make_sampler(spec.sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials,
+            sampler = make_sampler(spec.search_sampler, seed=spec.seed, n_objectives=len(plan.directions), n_startup_trials=spec.n_startup_trials,
                                    input_constraint=_input_constraint(plan))
             with storage_mod.setup_lock(url):  # workers started at once: one sets the storage and the study up at a time
                 rdb = storage_mod.open_storage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
@@ -561,16 +552,13 @@ def run_study(
                 if [d.name.lower() for d in study.directions] != plan.directions:
                     raise InvalidInputError(f"name: study {spec.name!r} already exists in {mask_credentials(url)} with other objectives")
                 storage_mod.fail_stale_trials(study)
-                attrs = {
+                StudyRecord(
                     # the spec as stored: a password in its storage URL stays out of the database
-                    "spec": json.loads(spec.model_copy(update={"storage": spec.storage and mask_credentials(spec.storage)}).model_dump_json()),
-                    "condition_names": list(plan.resolved.condition_names),
-                    "descriptor_scales": plan.scales,
-                    "feasible_fraction": plan.feasible_fraction,
-                }
-                for key, value in attrs.items():
-                    if study.user_attrs.get(key) != value:  # a resumed study: no write
-                        study.set_user_attr(key, value)
+                    spec=json.loads(spec.model_copy(update={"storage": spec.storage and mask_credentials(spec.storage)}).model_dump_json()),
+                    condition_names=list(plan.resolved.condition_names),
+                    descriptor_scales=plan.scales,
+                    feasible_fraction=plan.feasible_fraction,
+                ).write(study)
             if storage_mod.sqlite_path(url) is None:  # a server shared by workers: each samples its own stream
                 sampler.reseed_rng()
             store = storage_mod.artifact_store(spec.name, url, runs_dir)

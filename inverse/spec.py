@@ -4,8 +4,8 @@ A study spec is a TOML file validated by pydantic (see ``docs/inverse.md`` for
 an annotated example)::
 
     name = "opv"
-    generator = "default"
-    sampler = "tpe"
+    model = "default"             # was `generator` (still read, with a DeprecationWarning)
+    search_sampler = "tpe"        # was `sampler`: Optuna's, not the diffusion sampler of [generation]
     n_trials = 30
     samples_per_trial = 4
 
@@ -31,6 +31,7 @@ in the default search bounds. The feasibility of the search space is checked by
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,9 @@ from pydantic import (
     model_validator,
 )
 
+from generator.conditions import condition_vector
+from generator.descriptors.registry import is_count
+from generator.diffusion.settings import SamplingSettings
 from generator.errors import InvalidInputError
 from generator.io.toml import read_toml
 from generator.validation import MAX_SEED
@@ -51,15 +55,35 @@ from generator.validation import MAX_SEED
 SamplerName = Literal["random", "tpe", "gp", "botorch"]
 FeasibilityMode = Literal["auto", "constraint", "pca"]
 
-#: Descriptor-name prefixes of counts (not fractions): their targets may exceed 1.
-COUNT_PREFIXES = ("STAT_", "CT_n_", "CT_e_")
+#: Spec keys that were renamed: ``{old: new}``. The old ones are still read, with a :class:`DeprecationWarning`.
+RENAMED_KEYS = {
+    "generator": "model",  # "generator" also names the package, the class and torch.Generator
+    "sampler": "search_sampler",  # Optuna's sampler; [generation].sampler is the diffusion sampler
+}
+
+
+def renamed_keys(data: Mapping[str, Any], *, warn: bool = True) -> dict[str, Any]:
+    """``data`` with the old keys of :data:`RENAMED_KEYS` under their new names.
+
+    Raises
+    ------
+    InvalidInputError
+        When a key is given under both names.
+    """
+    data = dict(data)
+    for old, new in RENAMED_KEYS.items():
+        if old not in data:
+            continue
+        if new in data:
+            raise InvalidInputError(f"{new}: given twice, also under its old name {old!r}")
+        if warn:
+            warnings.warn(f"spec: the key {old!r} is now {new!r}; rename it (the old name will stop working)",
+                          DeprecationWarning, stacklevel=3)
+        data[new] = data.pop(old)
+    return data
+
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def is_count_descriptor(name: str) -> bool:
-    """Whether ``name`` is a count (``STAT_e``, ``CT_n_D_adj_An``, ...) rather than a fraction in [0, 1]."""
-    return name.startswith(COUNT_PREFIXES)
 
 
 class _Strict(BaseModel):
@@ -151,12 +175,9 @@ class Objective(_Strict):
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
-class GenerationSettings(_Strict):
-    """How each trial calls ``Generator.generate``."""
+class GenerationSettings(SamplingSettings):
+    """How each trial calls ``Generator.generate``: the sampling settings (sampler name checked on loading), batch and film size."""
 
-    sampler: str | None = Field(default=None, description="diffusion sampler (None: the model's default, `microdesign info`)")
-    steps: int | None = Field(default=None, ge=1, description="solver steps (None: the model's default)")
-    guidance: float | None = Field(default=None, ge=0, description="classifier-free guidance (None: the model's default)")
     batch_size: int = Field(default=32, ge=1)
     size: tuple[int, int, int] | None = Field(
         default=None, description="film size (X, Y, Z); default the model's (resizable models: X, Y multiples of their in-plane step)"
@@ -167,14 +188,14 @@ class StudySpec(_Strict):
     """A validated study spec (see the module docstring for the TOML form)."""
 
     name: str
-    generator: str = "default"
+    model: str = "default"
     kind: str | None = None
     targets: dict[str, Target] = Field(default_factory=dict)
     objectives: list[Objective] = Field(default_factory=list)
     search: dict[str, tuple[float, float] | float] = Field(default_factory=dict)
     recipe: dict[str, Bound] = Field(default_factory=dict)
     samples_per_trial: int = Field(default=4, ge=1)
-    sampler: SamplerName = "tpe"
+    search_sampler: SamplerName = "tpe"
     n_trials: int = Field(default=30, ge=1)
     n_startup_trials: int = Field(default=8, ge=1)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
@@ -185,6 +206,11 @@ class StudySpec(_Strict):
     #: (docs/inverse.md).
     input_constraint: bool = False
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return renamed_keys(data) if isinstance(data, Mapping) else data
 
     @field_validator("name")
     @classmethod
@@ -197,7 +223,7 @@ class StudySpec(_Strict):
     @classmethod
     def _targets_in_unit_interval(cls, v: dict[str, Target]) -> dict[str, Target]:
         for name, target in v.items():
-            if is_count_descriptor(name):
+            if is_count(name):
                 continue
             bad = [x for x in target.values() if not 0.0 <= x <= 1.0]
             if bad:
@@ -211,7 +237,7 @@ class StudySpec(_Strict):
             if isinstance(bounds, tuple) and bounds[0] > bounds[1]:
                 raise ValueError(f"{name}: reversed bounds [{bounds[0]}, {bounds[1]}]")
             values = bounds if isinstance(bounds, tuple) else (bounds,)
-            outside = [x for x in values if not is_count_descriptor(name) and not 0.0 <= x <= 1.0]
+            outside = [x for x in values if not is_count(name) and not 0.0 <= x <= 1.0]
             if outside:
                 raise ValueError(f"{name}: bound {outside[0]} is outside [0, 1]")
         return v
@@ -224,10 +250,22 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _input_constraint_needs_single_objective_botorch(self) -> "StudySpec":
-        if self.input_constraint and (self.sampler != "botorch" or self.n_objectives != 1 or self.feasibility == "pca"):
+        if self.input_constraint and (self.search_sampler != "botorch" or self.n_objectives != 1 or self.feasibility == "pca"):
             raise ValueError("input_constraint: only the botorch sampler with one objective and option A (feasibility "
                              "'constraint' or 'auto' with a [search] box) takes a known input constraint")
         return self
+
+    @property
+    def generator(self) -> str:
+        """Deprecated name of :attr:`model`."""
+        warnings.warn("StudySpec.generator is now StudySpec.model", DeprecationWarning, stacklevel=2)
+        return self.model
+
+    @property
+    def sampler(self) -> str:
+        """Deprecated name of :attr:`search_sampler`."""
+        warnings.warn("StudySpec.sampler is now StudySpec.search_sampler", DeprecationWarning, stacklevel=2)
+        return self.search_sampler
 
     @property
     def n_objectives(self) -> int:
@@ -259,7 +297,11 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "spec") -> StudySpec:
         With a one-line message naming the field.
     """
     try:
-        return StudySpec.model_validate(dict(data))
+        data = renamed_keys(data)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{source}: {exc}") from None
+    try:
+        return StudySpec.model_validate(data)
     except ValidationError as exc:
         raise InvalidInputError(_one_line(exc, source)) from None
 
@@ -273,7 +315,8 @@ def load_spec(path: str | Path, **overrides: Any) -> StudySpec:
         The ``.toml`` file.
     **overrides
         Top-level fields replacing those of the file when not ``None``
-        (``generator``, ``n_trials``, ``storage``, ``sampler``, ``seed``, ...).
+        (``model``, ``n_trials``, ``storage``, ``search_sampler``, ``seed``, ...; the
+        old names of :data:`RENAMED_KEYS` too, with a :class:`DeprecationWarning`).
         ``name`` defaults to the file's stem.
 
     Raises
@@ -286,7 +329,11 @@ def load_spec(path: str | Path, **overrides: Any) -> StudySpec:
     path = Path(path)
     data = read_toml(path, what="spec file")
     data.setdefault("name", path.stem)
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        data = renamed_keys(data)
+        data.update(renamed_keys({k: v for k, v in overrides.items() if v is not None}))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{path}: {exc}") from None
     return parse_spec(data, source=str(path))
 
 
@@ -312,9 +359,14 @@ class ResolvedSpec(BaseModel):
     fixed: dict[str, float]
     condition_names: list[str]
 
+    def conditions(self, params: Mapping[str, float]) -> dict[str, float]:
+        """Every condition ``{name: value}``, in the generator's order, from the searched ``params`` and the fixed values."""
+        values = {**self.fixed, **{n: float(params[n]) for n in self.bounds}}
+        return dict(zip(self.condition_names, condition_vector(self.condition_names, values)))
+
     def condition_vector(self, params: Mapping[str, float]) -> list[float]:
         """The full condition vector (generator order) from searched ``params`` and the fixed values."""
-        return [float(params[n]) if n in self.bounds else self.fixed[n] for n in self.condition_names]
+        return list(self.conditions(params).values())
 
 
 def resolve_spec(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,130 +33,35 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from tqdm.auto import tqdm
 
+from generator.descriptors import compute_batch
 from generator.errors import InvalidInputError
+from generator.model_info import ModelRecord, read_model_record
+from generator.physics.cahn_hilliard import CHParameters, spinodal_chi
+from generator.physics.presets import load_preset
+from generator.physics.recipes import (  # noqa: F401  (also verify's names before they moved)
+    MAX_STEPS_FACTOR,
+    RECIPE_NAMES as RECIPE,
+    SimulationSettings,
+    check_recipes,
+    label_fields,
+    simulate_recipes,
+)
 from generator.validation import check_device, check_seed
-from generator.physics.cahn_hilliard import CHParameters, SpinodalWarning, simulate, spinodal_chi
-from generator.physics.labels import label_three_phase, label_two_phase
 from inverse import evaluation, storage as storage_mod
+from inverse.recipes import study_recipes
+from inverse.record import StudyRecord, TrialRecord
 from inverse.spec import StudySpec, parse_spec
 
 #: Study user attribute holding the verification results.
 VERIFICATION_ATTR = "verification"
 #: Version of the stored schema (``docs/verification.md``).
 SCHEMA_VERSION = 1
-#: The recipe variables a verification needs, in simulator order.
-RECIPE = ("phi", "chi", "log_time")
 #: Default first noise seed of the verification runs (training presets use small seeds).
 DEFAULT_SEED = 100_000
-#: Default limit on the steps of one run, as a multiple of the training runs' steps.
-MAX_STEPS_FACTOR = 10
 
 
 # ----------------------------------------------------------------------------- how the data was simulated
-
-@dataclass(frozen=True)
-class ModelRecord:
-    """What verification needs to know about a generator (its networks are not needed).
-
-    Attributes
-    ----------
-    n_phases
-        2 or 3: how simulated fields are labelled.
-    volume_shape
-        ``(X, Y, Z)`` of the generated films (the generator's default size).
-    recipe_names
-        The recipe variables the feature predictor outputs.
-    descriptor_table
-        The training set's attributes (``None`` for MicroGen3D weights).
-    simulation
-        The bundle's ``simulation`` record (``preset``, ``ch_parameters``,
-        ``n_phases``) or ``None`` when the model does not record it.
-    """
-
-    n_phases: int
-    volume_shape: tuple[int, int, int]
-    recipe_names: tuple[str, ...]
-    descriptor_table: pd.DataFrame | None
-    simulation: Mapping[str, Any] | None
-    training_shape: tuple[int, int, int] | None = None
-
-    @property
-    def trained_on(self) -> tuple[int, int, int]:
-        """``(X, Y, Z)`` of the training films (:attr:`volume_shape` when not recorded)."""
-        return tuple(self.training_shape or self.volume_shape)
-
-
-def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | None = None) -> ModelRecord:
-    """Read what verification needs from a bundle (without building its networks) or a MicroGen3D folder.
-
-    Parameters
-    ----------
-    model
-        Bundle file, ``"default"`` or a folder of MicroGen3D weights (then ``kind``,
-        unless it is a fine-tuned folder, whose ``microgen3d.json`` also records
-        how its data was simulated).
-
-    Raises
-    ------
-    MicrodesignError
-        When the model cannot be found or read.
-    """
-    from generator.checkpoint import read_bundle, tensor_to_table
-    from generator.models.microgen3d import read_metadata
-    from generator.pipeline import DEFAULT_BUNDLE, RECIPE_NAMES, load_generator
-
-    path = DEFAULT_BUNDLE if str(model) == "default" else Path(model)
-    if (str(model) == "default" and not path.is_file()) or path.is_dir():
-        generator = load_generator(model, kind=kind)  # raises the toolkit's message for a missing default
-        meta = read_metadata(path) if path.is_dir() else None  # a fine-tuned folder records how its data was simulated
-        return ModelRecord(
-            n_phases=int(generator.n_phases), volume_shape=tuple(generator.volume_shape),
-            recipe_names=tuple(generator.recipe_names), descriptor_table=generator.descriptor_table,
-            simulation=(meta or {}).get("simulation"),
-            training_shape=tuple(getattr(generator, "training_shape", generator.volume_shape)),
-        )
-    bundle = read_bundle(path)
-    return ModelRecord(
-        n_phases=int(bundle["n_phases"]),
-        volume_shape=tuple(int(s) for s in bundle["volume_shape"]),
-        recipe_names=tuple(n for n in RECIPE_NAMES if n in bundle["attribute_names"]),
-        descriptor_table=tensor_to_table(bundle["descriptor_table"]),
-        simulation=bundle.get("simulation"),
-        training_shape=tuple(int(s) for s in bundle.get("training_shape") or bundle["volume_shape"]),
-    )
-
-
-@dataclass(frozen=True)
-class SimulationSettings:
-    """The simulator settings of a model's training data: what verification re-runs.
-
-    Attributes
-    ----------
-    ch
-        Cahn-Hilliard parameters (grid, ``kappa``, ``dt``, ``N_A``, ``N_B``, mobility, noise, ...).
-    n_phases
-        2 or 3 (labelling).
-    preset
-        Dataset preset name, when known.
-    source
-        ``"bundle"`` (the model's own record) or ``"preset"`` (named by the user).
-    """
-
-    ch: CHParameters
-    n_phases: int
-    preset: str | None
-    source: str
-
-    def steps_for(self, log_time: float) -> int:
-        """Time steps of a run that ends at ``log_time`` (the training data's mapping)."""
-        return self.ch.steps_for_log_time(float(log_time))
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready description (stored with the results)."""
-        return {"preset": self.preset, "source": self.source, "n_phases": self.n_phases, "ch_parameters": self.ch.model_dump(mode="json")}
-
 
 def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | None = None,
                         size: Sequence[int] | None = None) -> SimulationSettings:
@@ -185,8 +89,6 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
     InvalidInputError
         No record and no preset, or a grid that is neither the generated nor the training films' size.
     """
-    from generator.physics.presets import load_preset
-
     if preset is not None:
         loaded = load_preset(preset)
         ch, name, source = loaded.ch, loaded.name, "preset"
@@ -208,109 +110,6 @@ def simulation_settings(record: ModelRecord, preset: str | os.PathLike[str] | No
                 f"preset: the grid {list(ch.shape)} of preset {name} differs from the model's volume shape {list(volume)}"
             )
     return SimulationSettings(ch=ch, n_phases=record.n_phases, preset=name, source=source)
-
-
-# ----------------------------------------------------------------------------- simulation
-
-def label_fields(fields: np.ndarray, n_phases: int) -> np.ndarray:
-    """Phase labels of donor-fraction fields, like the training data.
-
-    Parameters
-    ----------
-    fields
-        ``(B, X, Y, Z)`` or ``(B, X, Y)`` local donor fractions.
-    n_phases
-        2 or 3.
-
-    Returns
-    -------
-    np.ndarray
-        ``(B, X, Y, Z)`` ``uint8`` labels (``Z = 1`` for 2-D fields).
-    """
-    label = label_two_phase if n_phases == 2 else label_three_phase
-    labels = np.stack([label(f) for f in np.asarray(fields)])
-    return labels if labels.ndim == 4 else labels[..., None]
-
-
-def check_recipes(recipes: np.ndarray, settings: SimulationSettings, max_steps: int | None = None) -> np.ndarray:
-    """Validate ``(k, 3)`` recipes ``(phi, chi, log_time)`` and return their step counts ``(k,)``.
-
-    Raises
-    ------
-    InvalidInputError
-        A non-finite value, ``phi`` outside (0, 1), or a time beyond ``max_steps``
-        (default :data:`MAX_STEPS_FACTOR` times the training runs' steps).
-    """
-    recipes = np.atleast_2d(np.asarray(recipes, dtype=np.float64))
-    if recipes.ndim != 2 or recipes.shape[1] != 3 or len(recipes) == 0:
-        raise InvalidInputError(f"recipes: expected a (k, 3) array of (phi, chi, log_time), got shape {recipes.shape}")
-    limit = int(max_steps or MAX_STEPS_FACTOR * settings.ch.steps)
-    steps = np.empty(len(recipes), dtype=np.int64)
-    for i, (phi, chi, log_time) in enumerate(recipes):
-        if not np.all(np.isfinite([phi, chi, log_time])):
-            raise InvalidInputError(f"recipe {i}: non-finite value in (phi, chi, log_time) = ({phi}, {chi}, {log_time})")
-        if not 0.0 < phi < 1.0:
-            raise InvalidInputError(f"recipe {i}: phi={phi:g} must lie in (0, 1)")
-        steps[i] = settings.steps_for(log_time)
-        if steps[i] > limit:
-            raise InvalidInputError(
-                f"recipe {i}: log_time={log_time:.3g} needs {steps[i]} time steps, more than the limit {limit}; raise --max-steps to simulate it"
-            )
-    return steps
-
-
-def simulate_recipes(
-    recipes: np.ndarray,
-    settings: SimulationSettings,
-    seeds: Sequence[int],
-    *,
-    max_steps: int | None = None,
-    device: str | None = None,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate every recipe over every seed and label the final fields.
-
-    Runs that end at the same step go together in one batch (``len(seeds)``
-    runs per recipe); each run depends only on its own parameters and seed.
-
-    Parameters
-    ----------
-    recipes
-        ``(k, 3)`` rows ``(phi, chi, log_time)``.
-    settings
-        The training data's simulator settings.
-    seeds
-        ``S`` noise seeds, the same for every recipe.
-    max_steps, device, progress
-        Step limit (see :func:`check_recipes`), torch device, progress bar over recipes.
-
-    Returns
-    -------
-    labels : np.ndarray
-        ``(k, S, X, Y, Z)`` ``uint8`` phase labels.
-    steps : np.ndarray
-        ``(k,)`` time steps simulated per recipe.
-    """
-    recipes = np.atleast_2d(np.asarray(recipes, dtype=np.float64))
-    steps = check_recipes(recipes, settings, max_steps)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise InvalidInputError("seeds: give at least one seed")
-    grid = tuple(settings.ch.shape) + (1,) * (3 - len(settings.ch.shape))
-    labels = np.empty((len(recipes), len(seeds), *grid), dtype=np.uint8)
-    with tqdm(total=len(recipes), desc="simulating recipes", unit="recipe", disable=not progress) as bar:
-        for n_steps in np.unique(steps):
-            group = np.flatnonzero(steps == n_steps)
-            params = settings.ch.model_copy(update={"steps": int(n_steps), "n_snapshots": 1, "first_snapshot_time": float(n_steps * settings.ch.dt)})
-            phi0 = np.repeat(recipes[group, 0], len(seeds))
-            chi = np.repeat(recipes[group, 1], len(seeds))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SpinodalWarning)  # recorded per recipe as below_spinodal
-                *_, last = simulate(params, phi0, chi, np.tile(seeds, len(group)), device=device)
-            assert last.step == n_steps
-            labels[group] = label_fields(last.fields, settings.n_phases).reshape(len(group), len(seeds), *grid)
-            bar.update(len(group))
-    return labels, steps
 
 
 # ----------------------------------------------------------------------------- comparison with the training data
@@ -511,8 +310,6 @@ def load_study(name: str, storage: str | None = None) -> tuple[optuna.Study, str
 
 def _ranked(study: optuna.Study, top_k: int) -> pd.DataFrame:
     """The first ``top_k`` rows of the study's ranked recipe table (:func:`inverse.recipes.study_recipes`)."""
-    from inverse.recipes import study_recipes
-
     if int(top_k) < 1:
         raise InvalidInputError(f"top_k: must be >= 1, got {top_k}")
     table = study_recipes(study)
@@ -621,28 +418,27 @@ def verify_study(
         Bad ``top_k``/``n_seeds``, a study without a spec or measured trials,
         a model without a simulation record and no ``preset``.
     """
-    from generator.descriptors import compute_batch
-
     if int(n_seeds) < 1:
         raise InvalidInputError(f"seeds: must be >= 1, got {n_seeds}")
     check_seed(seed, "seed")
     check_seed(seed + int(n_seeds) - 1, "seed")  # the last run's seed too
     if device is not None:
         device = check_device(device, "device")
-    if "spec" not in study.user_attrs:
+    stored = StudyRecord.of(study)
+    if not stored.spec:
         raise InvalidInputError(f"study: {study.study_name!r} has no spec (not made by `microdesign study run`)")
-    spec = parse_spec(study.user_attrs["spec"], source=f"study {study.study_name}")
+    spec = parse_spec(stored.spec, source=f"study {study.study_name}")
     ranked = top_recipes(study, top_k)
     chosen = [(rank, trial) for rank, trial, _, _ in ranked]
     recipes = [recipe for _, _, recipe, _ in ranked]
-    record = read_model_record(model or spec.generator, kind=kind if model else (kind or spec.kind))
+    record = read_model_record(model or spec.model, kind=kind if model else (kind or spec.kind))
     missing = [n for n in RECIPE if n not in record.recipe_names]
     if missing:
         raise InvalidInputError(f"model: its feature predictor gives no {missing[0]}; verification needs phi, chi and log_time")
     settings = simulation_settings(record, preset, size=spec.generation.size)
     table = record.descriptor_table
     names = spec.descriptor_names()
-    scales = dict(study.user_attrs.get("descriptor_scales") or {})
+    scales = dict(stored.descriptor_scales)
     scales.update({n: s for n, s in evaluation.descriptor_scales(names, table).items() if n not in scales})
     seeds = [int(seed) + i for i in range(int(n_seeds))]
 
@@ -657,12 +453,13 @@ def verify_study(
         simulated = measured.iloc[i * len(seeds): (i + 1) * len(seeds)].reset_index(drop=True)
         distances = evaluation.target_distances(simulated.mean().to_dict(), spec.targets, scales)
         per_run = [evaluation.score(evaluation.target_distances(row, spec.targets, scales)) == 0.0 for row in simulated.to_dict("records")]
-        generated_mean = {k: float(v) for k, v in trial.user_attrs.get("measured_mean", {}).items()}
+        generated = TrialRecord.of(trial)
+        generated_mean = {k: float(v) for k, v in generated.measured_mean.items()}
         results.append(RecipeVerification(
             trial=trial.number, rank=rank, recipe=recipe, steps=int(steps[i]), time=float(steps[i] * settings.ch.dt), seeds=seeds,
             generated_mean=generated_mean,
-            generated_std={k: float(v) for k, v in trial.user_attrs.get("measured_std", {}).items()},
-            generated_score=float(trial.user_attrs.get("score", np.nan)),
+            generated_std={k: float(v) for k, v in generated.measured_std.items()},
+            generated_score=float(np.nan if generated.score is None else generated.score),
             simulated=simulated, target_distance=distances, score=evaluation.score(distances),
             meets_targets=evaluation.score(distances) == 0.0, fraction_meeting=float(np.mean(per_run)),
             below_spinodal=bool(recipe["chi"] <= chi_s[i]), outside_training=outside_training(recipe, table),

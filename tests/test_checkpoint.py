@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from generator.checkpoint import FORMAT_VERSION, load_bundle, read_bundle, save_bundle
+from generator.checkpoint import FORMAT_VERSION, read_bundle, save_bundle
 from generator.data.dataset import MicrostructureDataset
 from generator.errors import CheckpointError, FileFormatError
-from generator.pipeline import load_generator
+from generator.loading import load_bundle, load_generator
 from generator.training.data import sample_table
 
 

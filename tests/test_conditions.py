@@ -77,3 +77,25 @@ def test_parse_range() -> None:
     for bad in ("ABS_f_D=0.3", "ABS_f_D", "=0.1:0.2", "ABS_f_D=a:b"):
         with pytest.raises(InvalidInputError, match="NAME=LO:HI"):
             parse_range(bad)
+
+
+def test_condition_vector_fixes_the_order_once():
+    from generator.conditions import condition_vector
+    from inverse.feasibility import range_model
+    from inverse.spec import ResolvedSpec, parse_spec
+
+    names = ["ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1"]
+    values = {"CT_f_A_tort1": 0.3, "ABS_f_D": 0.1, "CT_f_D_tort1": 0.2}
+    assert list(condition_vector(names, values)) == [0.1, 0.2, 0.3]
+    with pytest.raises(InvalidInputError, match="unknown condition 'x'"):
+        condition_vector(names, {**values, "x": 1.0})
+    assert list(condition_vector(names, {**values, "x": 1.0}, allow_extra=True)) == [0.1, 0.2, 0.3]
+    with pytest.raises(InvalidInputError, match="missing a value for 'CT_f_D_tort1'"):
+        condition_vector(names, {"ABS_f_D": 0.1, "CT_f_A_tort1": 0.3})
+    # the study's proposal and the feasibility check read the same order
+    spec = parse_spec({"name": "x", "targets": {"ABS_f_D": {"at_least": 0.1}}})
+    resolved = ResolvedSpec(spec=spec, bounds={"CT_f_A_tort1": (0, 1), "ABS_f_D": (0, 1)}, fixed={"CT_f_D_tort1": 0.2}, condition_names=names)
+    proposal = resolved.conditions({"ABS_f_D": 0.1, "CT_f_A_tort1": 0.3})
+    assert list(proposal) == names and list(proposal.values()) == [0.1, 0.2, 0.3]
+    model = range_model({n: (0.0, 1.0) for n in names})
+    assert list(model.vector(proposal)) == [0.1, 0.2, 0.3]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from generator.errors import InvalidInputError, MicrodesignError
-from generator.pipeline import DEFAULT_BUNDLE, GenerationResult, Generator, load_generator
+from generator.loading import DEFAULT_BUNDLE, load_generator
+from generator.pipeline import GenerationResult, Generator
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 
 from generator.checkpoint import read_bundle
 from generator.descriptors import compute_batch
-from generator.pipeline import DEFAULT_BUNDLE, load_generator
+from generator.loading import DEFAULT_BUNDLE, load_generator
 
 CARD = DEFAULT_BUNDLE.parent / "README.md"
 

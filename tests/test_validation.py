@@ -82,7 +82,7 @@ def test_output_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def default_generator():
-    from generator.pipeline import load_generator
+    from generator.loading import load_generator
 
     return load_generator("default")
 

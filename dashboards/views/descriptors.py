@@ -8,13 +8,14 @@ import streamlit as st
 from dashboards import _data, _plots
 from dashboards._text import md_text
 from generator.errors import MicrodesignError
+from inverse.record import TrialRecord
 
 data, runs_dir = _data.require_study()
 st.header("Measured descriptors")
 _data.require_measured(data)
 
 ranked = data.recipes.set_index("trial")
-all_names = sorted({n for t in data.measured for n in t.user_attrs.get("measured_mean", {})})
+all_names = sorted({n for t in data.measured for n in TrialRecord.of(t).measured_mean})
 c1, c2 = st.columns(2)
 trials = c1.multiselect(
     "Trials", list(ranked.index), default=list(ranked.index[:3]), key="desc_trials",
@@ -51,12 +52,12 @@ for name in names:
 st.subheader("Means and spreads")
 rows = []
 for t in trials:
-    attrs = data.trial(t).user_attrs
+    attrs = TrialRecord.of(data.trial(t))
     for name in names:
         lo, hi = targets[name].interval if name in targets else (float("nan"), float("nan"))
         rows.append({"trial": t, "rank": ranked.loc[t, "rank"], "descriptor": name,
-                     "mean": attrs.get("measured_mean", {}).get(name), "std": attrs.get("measured_std", {}).get(name),
+                     "mean": attrs.measured_mean.get(name), "std": attrs.measured_std.get(name),
                      "target low": lo, "target high": hi,
-                     "distance": attrs.get("target_distance", {}).get(name)})
+                     "distance": attrs.target_distance.get(name)})
 means = pd.DataFrame(rows)
 st.dataframe(means, hide_index=True, column_config=_data.number_format(means))

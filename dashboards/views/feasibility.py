@@ -21,7 +21,7 @@ cols = st.columns(4)
 cols[0].metric("Proposals", len(proposals))
 cols[1].metric("Feasible", len(proposals) - n_infeasible)
 cols[2].metric("Infeasible", n_infeasible)
-fraction = data.user_attrs.get("feasible_fraction")
+fraction = data.record.feasible_fraction
 cols[3].metric("Feasible share of the search box", f"{100 * fraction:.0f}%" if fraction is not None else "-")
 
 try:

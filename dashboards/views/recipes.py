@@ -7,8 +7,8 @@ import streamlit as st
 
 from dashboards import _data, _plots
 from dashboards._text import md_text
+from generator.descriptors import words
 from generator.errors import MicrodesignError
-from inverse._words import words
 
 data, runs_dir = _data.require_study()
 st.header(f"Study {md_text(data.name)}")

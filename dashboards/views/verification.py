@@ -8,6 +8,7 @@ import streamlit as st
 from dashboards import _data, _plots
 from dashboards._text import md_text
 from generator.errors import MicrodesignError
+from inverse.record import TrialRecord
 
 data, runs_dir = _data.require_study()
 st.header("Verification")
@@ -49,7 +50,7 @@ trial = st.selectbox("Trial", list(table["trial"]), key="verify_trial",
 record = records[trial]
 folder = str(_data.artifact_folder(data, runs_dir))
 generated = None
-artifact = data.trial(trial).user_attrs.get("artifact_id")
+artifact = TrialRecord.of(data.trial(trial)).artifact_id
 try:
     generated = _data.trial_samples(folder, str(artifact)).descriptors if artifact else None
 except MicrodesignError as exc:

@@ -38,6 +38,7 @@ from generator.io.atomic import atomic_path
 from generator.physics.cahn_hilliard import simulate
 from generator.physics.labels import label_three_phase, label_two_phase, labels_to_grey
 from generator.physics.presets import DatasetPreset, load_preset
+from generator.validation import check_device, check_memory
 
 
 def field_to_grey(field: np.ndarray, n_phases: int) -> np.ndarray:
@@ -115,7 +116,6 @@ def simulate_dataset(preset: str | os.PathLike[str] | DatasetPreset, out: str | 
     n_phases = preset.n_phases if n_phases is None else n_phases
     if n_phases not in (2, 3):
         raise InvalidInputError(f"n_phases must be 2 or 3, got {n_phases}")
-    from generator.validation import check_device, check_memory
 
     if device is not None:
         device = check_device(device, "--device")

@@ -30,10 +30,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from generator.data.build import _prepare_output
 from generator.data.hdf5 import encode_sample, open_h5, read_root_attributes, reported_write_errors, write_root_attributes, write_sample
+from generator.descriptors import as_labels
+from generator.descriptors.dataset import describe_dataset
 from generator.errors import FileFormatError, InvalidInputError
+from generator.io import read_volume
 from generator.io.atomic import atomic_path
 from generator.levels import PhaseLevels, labels_from_grey
+from generator.physics.labels import labels_to_grey
 
 #: ``format`` root attribute of datasets made by :func:`dataset_from_volume`.
 FORMAT = "microdesign-subvolumes"
@@ -81,8 +86,6 @@ def read_large_volume(path: str | os.PathLike[str], *, key: str | None = None) -
     InvalidInputError
         Anything that is not a non-empty 3-D numeric volume.
     """
-    from generator.io import read_volume
-
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"volume file {path} does not exist")
@@ -119,8 +122,6 @@ def to_labels(volume: np.ndarray, *, threshold: float | None = None, phase_level
     units, e.g. 128 for 8-bit tomography) or ``phase_levels`` (three phases:
     nearest grey level).
     """
-    from generator.descriptors import as_labels
-
     if threshold is not None and phase_levels is not None:
         raise InvalidInputError("--threshold and --phase-levels: give one (two phases: threshold; three phases: levels)")
     volume = np.asarray(volume)
@@ -208,9 +209,6 @@ def dataset_from_volume(
         Bad arguments, a source that is not a 3-D volume, or an existing
         ``out`` made from another source or other settings (without ``overwrite``).
     """
-    from generator.descriptors.dataset import describe_dataset
-    from generator.physics.labels import labels_to_grey
-
     source, out = Path(source), Path(out)
     if batch_size < 1:
         raise InvalidInputError(f"batch_size: must be at least 1, got {batch_size}")
@@ -228,7 +226,6 @@ def dataset_from_volume(
         "stride": [stride, stride] if isinstance(stride, int) else list(stride), "resize": list(target),
         "threshold": threshold, "phase_levels": phase_levels.to_list() if phase_levels is not None else None,
     }
-    from generator.data.build import _prepare_output  # the same output checks and stale-file clean-up as `simulate`
 
     _prepare_output(out)
     have_file = out.exists() and not overwrite

@@ -14,60 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from generator.descriptors import _kernels
+import generator.descriptors._kernels as _kernels
+from generator.descriptors.registry import ALIASES, descriptor_names
 from generator.errors import InvalidInputError
 
 DONOR, ACCEPTOR, MIXED = 0, 1, 2
-
-#: The 22 two-phase descriptors, in GraSPI's order (``CT_n_*`` last).
-TWO_PHASE_NAMES: tuple[str, ...] = (
-    "STAT_n", "STAT_e", "STAT_n_D", "STAT_n_A", "STAT_CC_D", "STAT_CC_A", "STAT_CC_D_An", "STAT_CC_A_Ca",
-    "ABS_wf_D", "ABS_f_D", "DISS_wf10_D", "DISS_f10_D",
-    "CT_f_e_conn", "CT_f_conn_D_An", "CT_f_conn_A_Ca", "CT_e_conn", "CT_e_D_An", "CT_e_A_Ca",
-    "CT_f_D_tort1", "CT_f_A_tort1", "CT_n_D_adj_An", "CT_n_A_adj_Ca",
-)
-#: Ours, not GraSPI's: STAT_e divided by the number of voxels (MicroGen3D's ``norm_STAT_e`` is unpublished).
-OUR_TWO_PHASE_NAMES: tuple[str, ...] = ("norm_STAT_e",)
-#: Three-phase descriptors (GraSPI's names where GraSPI has one, ``_M`` for the mixed phase).
-THREE_PHASE_NAMES: tuple[str, ...] = (
-    "STAT_n", "STAT_e", "STAT_n_D", "STAT_n_A", "STAT_n_M",
-    "STAT_CC_D", "STAT_CC_A", "STAT_CC_M", "STAT_CC_D_An", "STAT_CC_A_Ca", "STAT_CC_M_An", "STAT_CC_M_Ca",
-    "ABS_wf_D", "ABS_f_D", "ABS_f_A", "ABS_f_M",
-    "DISS_wf10_D", "DISS_f10_D", "DISS_wf10_M", "DISS_f10_M",
-    "CT_f_e_conn", "CT_f_conn_D_An", "CT_f_conn_A_Ca", "CT_e_conn", "CT_e_D_An", "CT_e_A_Ca",
-    "CT_f_D_tort1", "CT_f_A_tort1", "CT_f_M_tort1_An", "CT_f_M_tort1_Ca", "CT_n_D_adj_An", "CT_n_A_adj_Ca",
-)
-#: MicroGen3D's three-phase attribute names, as aliases of ours.
-ALIASES: dict[str, str] = {
-    "vol_frac_D": "ABS_f_D",
-    "vol_frac_M": "ABS_f_M",
-    "tortuosity_D": "CT_f_D_tort1",
-    "tortuosity_A": "CT_f_A_tort1",
-}
 
 #: Exciton diffusion length of DISS (physical units, compared with distances that include the pixel size).
 DISS_LENGTH = 10.0
 #: Light absorption length of ABS_wf_D (physical units).
 ABS_LENGTH = 100.0
-
-
-def descriptor_names(n_phases: int) -> tuple[str, ...]:
-    """Keys of :func:`compute`'s result for a two- or three-phase volume, in order.
-
-    Parameters
-    ----------
-    n_phases
-        2 or 3.
-
-    Returns
-    -------
-    tuple of str
-    """
-    if n_phases == 2:
-        return TWO_PHASE_NAMES + OUR_TWO_PHASE_NAMES
-    if n_phases == 3:
-        return THREE_PHASE_NAMES + tuple(ALIASES)
-    raise InvalidInputError(f"n_phases must be 2 or 3, got {n_phases}")
 
 
 def as_labels(volume: np.ndarray, *, threshold: float | None = None, name: str = "labels") -> np.ndarray:
@@ -268,7 +224,8 @@ def compute(labels: np.ndarray, *, pixel_size: float = 1.0, periodic: bool = Fal
     -------
     dict[str, float]
         Two-phase: the 22 GraSPI descriptors plus ``norm_STAT_e`` (ours).
-        Three-phase: see :data:`THREE_PHASE_NAMES` and :data:`ALIASES`.
+        Three-phase: see :data:`~generator.descriptors.registry.THREE_PHASE_NAMES` and
+        :data:`~generator.descriptors.registry.ALIASES`.
         Where GraSPI would divide by zero (no donor, no interface, no donor
         reaching the top, ...) the fraction is 0.0.
 

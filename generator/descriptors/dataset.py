@@ -30,8 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.descriptors.core import compute, descriptor_names
+from generator.descriptors.core import compute
+from generator.descriptors.registry import descriptor_names
 from generator.errors import FileFormatError, InvalidInputError
+from generator.io import atomic_path
+from generator.levels import DEFAULT_LEVELS, labels_from_grey
+from generator.physics.labels import grey_to_labels
 
 #: Root attributes recording how the file's samples were labelled.
 PIXEL_SIZE_ATTR = "descriptors_pixel_size"
@@ -136,8 +140,6 @@ def describe_dataset(path: str | os.PathLike[str], *, n_jobs: int | None = None,
     import h5py
     from tqdm.auto import tqdm
 
-    from generator.levels import DEFAULT_LEVELS, labels_from_grey
-    from generator.physics.labels import grey_to_labels
 
     path = Path(path)
     if not path.is_file():
@@ -230,7 +232,6 @@ def _working_copy(path: Path, names: list[str]) -> Path:
 
     import h5py
 
-    from generator.io import atomic_path
 
     work = working_copy_path(path)
     stamp = _source_stamp(path)

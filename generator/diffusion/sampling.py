@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
 from generator.diffusion.schedulers import NoiseSchedule, make_scheduler
+from generator.diffusion.settings import resolve_sampling
 from generator.errors import InvalidInputError
 
 #: ``denoiser(x_t (B, C, ...), t LongTensor (B,), context (B, K) | None) -> model output (B, C, ...)``.
@@ -36,13 +38,14 @@ def sample_latents(
     shape: Sequence[int],
     context: torch.Tensor | None,
     *,
-    sampler: str = "dpm++",
-    steps: int = 25,
-    guidance: float = 1.0,
+    sampler: str | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
     schedule: NoiseSchedule | None = None,
     noise: torch.Tensor | None = None,
+    scheduler: SchedulerMixin | None = None,
 ) -> torch.Tensor:
     """Sample latents by reverse diffusion.
 
@@ -56,11 +59,11 @@ def sample_latents(
         ``(B, K)`` condition vectors as the denoiser expects them (already
         normalised), or ``None`` for unconditional sampling.
     sampler
-        ``ddpm``, ``ddim`` or ``dpm++``.
+        ``ddpm``, ``ddim`` or ``dpm++`` (``None``: :data:`~generator.diffusion.settings.DEFAULT_SAMPLING`'s, ``dpm++``).
     steps
-        Number of denoising steps (``ddpm`` with ``num_train_timesteps`` is the paper's sampler).
+        Number of denoising steps (``ddpm`` with ``num_train_timesteps`` is the paper's sampler; ``None``: 25).
     guidance
-        Classifier-free guidance scale; ``1.0`` is plain conditional sampling.
+        Classifier-free guidance scale; ``1.0`` (``None``) is plain conditional sampling.
     generator
         Seeded torch generator (on the device of the sampling) for the initial
         noise and the ancestral noise: the same seed gives the same latents.
@@ -70,6 +73,9 @@ def sample_latents(
         The training noise schedule (default: the paper's linear 1000-step one).
     noise
         Initial noise ``x_T`` of shape ``shape`` (drawn from ``generator`` when ``None``).
+    scheduler
+        A scheduler of ``sampler`` already built (:func:`~generator.diffusion.schedulers.make_scheduler`), reused
+        across the batches of one call; its time steps are set again here.
 
     Returns
     -------
@@ -77,6 +83,7 @@ def sample_latents(
         ``(B, C, x, y, z)`` denoised latents.
     """
     schedule = schedule or NoiseSchedule()
+    sampler, steps, guidance = resolve_sampling(sampler, steps, guidance)
     if not 1 <= steps <= schedule.num_train_timesteps:
         raise InvalidInputError(f"steps: must lie in [1, {schedule.num_train_timesteps}], got {steps}")
     if guidance < 0:
@@ -85,7 +92,7 @@ def sample_latents(
     if context is not None and context.shape[0] != shape[0]:
         raise InvalidInputError(f"context: {context.shape[0]} condition rows for a batch of {shape[0]}")
     device = context.device if context is not None else (generator.device if generator is not None else torch.device("cpu"))
-    scheduler = make_scheduler(sampler, schedule)
+    scheduler = scheduler if scheduler is not None else make_scheduler(sampler, schedule)
     scheduler.set_timesteps(steps, device=device)
     if noise is None:
         noise = randn_tensor(shape, generator=generator, device=device)

@@ -38,6 +38,22 @@ class NoiseSchedule(BaseModel):
     final_alpha_cumprod: float | None = Field(None, gt=0.0, le=1.0)
 
 
+def canonical_sampler(name: str) -> str:
+    """The sampler ``name`` as one of :data:`SAMPLERS` (case, ``_`` and ``-`` ignored; ``dpmpp``, ``dpmsolver++`` mean ``dpm++``).
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown sampler name.
+    """
+    key = str(name).lower().replace("_", "").replace("-", "")
+    if key in ("ddpm", "ddim"):
+        return key
+    if key in ("dpm++", "dpmpp", "dpmsolver++", "dpmsolver"):
+        return "dpm++"
+    raise InvalidInputError(f"sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
 def make_scheduler(name: str, schedule: NoiseSchedule | None = None) -> SchedulerMixin:
     """A diffusers scheduler for sampler ``name`` (``ddpm``, ``ddim`` or ``dpm++``) on ``schedule``.
 
@@ -61,7 +77,7 @@ def make_scheduler(name: str, schedule: NoiseSchedule | None = None) -> Schedule
         trained_betas=schedule.trained_betas,
     )
     final = None if schedule.final_alpha_cumprod is None else torch.tensor(schedule.final_alpha_cumprod)
-    key = name.lower().replace("_", "").replace("-", "")
+    key = canonical_sampler(name)
     if key == "ddpm":
         scheduler = DDPMScheduler(**common, clip_sample=False, variance_type=schedule.variance_type)
         if final is not None:
@@ -72,6 +88,4 @@ def make_scheduler(name: str, schedule: NoiseSchedule | None = None) -> Schedule
         if final is not None:
             scheduler.final_alpha_cumprod = final
         return scheduler
-    if key in ("dpm++", "dpmpp", "dpmsolver++", "dpmsolver"):
-        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2, thresholding=False)
-    raise InvalidInputError(f"sampler: unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+    return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2, thresholding=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.errors import FileFormatError, InvalidInputError
+from generator.io.atomic import atomic_path
 
 #: GraSPI's code of the grey (mixed) phase in its input files.
 GRASPI_GREY = 3
@@ -54,8 +55,6 @@ def graspi_text(labels: np.ndarray) -> str:
 
 def write_graspi(path: str | os.PathLike[str], labels: np.ndarray) -> Path:
     """Write ``labels`` as a GraSPI input file, atomically (see :func:`graspi_text`)."""
-    from generator.io.atomic import atomic_path
-
     path = Path(path)
     text = graspi_text(labels)
     with atomic_path(path) as tmp:

@@ -30,6 +30,7 @@ import numpy as np
 
 from generator.errors import FileFormatError, InvalidInputError
 from generator.io.atomic import atomic_path
+from generator.io.graspi import read_graspi, write_graspi
 
 SUFFIXES = (".npy", ".npz", ".vti", ".tif", ".tiff", ".txt")
 
@@ -88,7 +89,6 @@ def write_volume(path: str | os.PathLike[str], array: np.ndarray, *, spacing: fl
     suffix = _suffix(path)
     array = _as_volume(array)
     if suffix == ".txt":  # GraSPI's text format (labels only)
-        from generator.io.graspi import write_graspi
 
         return write_graspi(path, array)
     with atomic_path(path) as tmp:
@@ -179,8 +179,6 @@ def read_volume(path: str | os.PathLike[str]) -> np.ndarray:
         if suffix == ".vti":
             return _read_vti(path.read_bytes(), path)
         if suffix == ".txt":
-            from generator.io.graspi import read_graspi
-
             return read_graspi(path)
         return _read_tif(path)
     except FileFormatError:

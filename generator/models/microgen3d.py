@@ -22,19 +22,17 @@ import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generator.descriptors.registry import DESCRIPTORS
 from generator.diffusion import NoiseSchedule
 from generator.errors import CheckpointError, FileFormatError, InvalidInputError
-
-if TYPE_CHECKING:
-    from generator.pipeline import Generator
+from generator.io import atomic_path
+from generator.models.vae import grey_to_labels_torch
 
 #: Number of diffusion levels of the published schedule.
 N_T = 1000
@@ -224,8 +222,6 @@ class MicroGen3DVAE(nn.Module):
             Scalars ``loss``, ``reconstruction``, ``kl`` and ``accuracy`` (fraction
             of voxels whose phase, :func:`grey_to_labels_torch` of the grey levels, is right).
         """
-        from generator.models.vae import grey_to_labels_torch
-
         mu, logvar = self.encoder(grey)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         recon = self.decoder(z)
@@ -545,7 +541,7 @@ FILES = {"vae": "vae.pt", "fp": "fp.pt", "ddpm": "ddpm.pt"}
 #: Valid domain of the context attributes, used as condition ranges (the training table is not published).
 #: All are fractions; ``tortuosity_*`` are MicroGen3D's names of ``CT_f_*_tort1`` (see ``generator.descriptors.ALIASES``).
 DOMAINS: dict[str, tuple[float, float]] = {
-    name: (0.0, 1.0)
+    name: DESCRIPTORS[name].domain
     for name in ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1", "vol_frac_D", "vol_frac_M", "tortuosity_A", "tortuosity_D")
 }
 
@@ -636,68 +632,7 @@ def load_networks(
     return nets["vae"], nets["fp"], nets["ddpm"]
 
 
-def as_generator(
-    kind: str | MicroGen3DKind,
-    vae: MicroGen3DVAE,
-    fp: MicroGen3DFeaturePredictor,
-    ddpm: MicroGen3DDDPM,
-    *,
-    device: str | torch.device = "cpu",
-    descriptor_table: pd.DataFrame | None = None,
-) -> Generator:
-    """Wrap the three published networks as a :class:`generator.pipeline.Generator`.
-
-    The denoiser feeds level ``t + 1`` (see :func:`noise_schedule`) and the raw
-    context; the published model has no unconditional branch, so classifier-free
-    guidance other than 1.0 raises :class:`InvalidInputError`. The decoder's grey
-    levels become labels with :func:`generator.physics.labels.grey_to_labels`
-    (2-phase: threshold 0.5; CH 3-phase: nearest of 0 / 0.5 / 1).
-
-    ``descriptor_table`` (one row per training sample, e.g. of a fine-tuned
-    folder's ``descriptors.csv``) gives each condition it holds its training
-    range; the others keep their valid domain (:data:`DOMAINS`).
-    """
-    from generator.physics.labels import grey_to_labels
-    from generator.pipeline import Generator
-
-    spec = KINDS[kind] if isinstance(kind, str) else kind
-    device = torch.device(device)
-    vae, fp, ddpm = (net.to(device).eval() for net in (vae, fp, ddpm))
-
-    def denoiser(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        if context is None:
-            raise InvalidInputError("guidance: MicroGen3D weights were trained without condition dropout, use guidance 1.0")
-        return ddpm(x, t + 1, context)
-
-    def decoder(z: torch.Tensor) -> np.ndarray:
-        grey = vae.decode(z)[:, 0].float().cpu().numpy()
-        return grey_to_labels(grey, spec.n_phases)
-
-    def grey_decoder(z: torch.Tensor) -> torch.Tensor:
-        return vae.decode(z)[:, 0]
-
-    def encoder(grey: torch.Tensor) -> torch.Tensor:
-        return vae.encode(grey)
-
-    return Generator(
-        decoder=decoder,
-        feature_predictor=fp,
-        denoiser=denoiser,
-        latent_shape=spec.latent_shape,
-        volume_shape=spec.volume_shape,
-        schedule=noise_schedule(dict(ddpm.named_buffers())),
-        condition_names=spec.context_attributes,
-        attribute_names=spec.attributes,
-        n_phases=spec.n_phases,
-        descriptor_table=descriptor_table,
-        condition_ranges=_condition_ranges(spec, descriptor_table),
-        device=device,
-        encoder=encoder,
-        grey_decoder=grey_decoder,
-    )
-
-
-def _condition_ranges(spec: MicroGen3DKind, table: pd.DataFrame | None) -> dict[str, tuple[float, float]]:
+def condition_ranges(spec: MicroGen3DKind, table: pd.DataFrame | None) -> dict[str, tuple[float, float]]:
     """Training range (min, max of ``table``) of each context attribute, else its valid domain."""
     ranges = {name: DOMAINS[name] for name in spec.context_attributes if name in DOMAINS}
     if table is not None:
@@ -818,8 +753,6 @@ def save_networks(
     Path
         ``folder``.
     """
-    from generator.io import atomic_path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for net, module in zip(FILES, (vae, fp, ddpm)):
@@ -853,29 +786,3 @@ def load_folder(folder: str | os.PathLike[str], *, kind: str | None) -> tuple[st
     kind, meta = resolve_kind(folder, kind)
     sizes = PUBLISHED_SIZES if meta is None else {"vae_widths": tuple(meta["vae_widths"]), "n_feat": meta["n_feat"]}
     return (kind, *load_networks(folder, kind=kind, **sizes))
-
-
-def load_microgen3d(folder: str | os.PathLike[str], *, kind: str | None, device: str | torch.device = "cpu") -> Generator:
-    """Load MicroGen3D's published ``vae.pt``, ``fp.pt``, ``ddpm.pt`` as a :class:`~generator.pipeline.Generator`.
-
-    A folder written by ``microdesign train --init-from`` (fine-tuned) also
-    holds ``microgen3d.json`` (kind and network sizes, so ``kind`` may be
-    omitted) and usually ``descriptors.csv`` (the training data's attributes:
-    :attr:`~generator.pipeline.Generator.descriptor_table` and the condition ranges).
-
-    Parameters
-    ----------
-    folder
-        Folder holding the three plain state dicts.
-    kind
-        ``CH_2phase``, ``CH_3phase`` or ``experimental``; optional for a fine-tuned folder.
-    device
-        Torch device.
-
-    Raises
-    ------
-    MicrodesignError
-        Missing files, unknown kind, or keys / shapes that do not match the kind (named in the message).
-    """
-    kind, vae, fp, ddpm = load_folder(folder, kind=kind)
-    return as_generator(kind, vae, fp, ddpm, device=device, descriptor_table=read_descriptors(folder))

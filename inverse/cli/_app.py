@@ -17,7 +17,9 @@ try:  # typer >= 0.2x carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on click
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
-from generator.errors import MicrodesignError
+from generator.errors import InvalidInputError, MicrodesignError
+from generator.validation import check_finite
+from inverse.masking import mask_credentials
 
 #: Settings of every typer application of the CLI. ``rich_markup_mode=None``: click's plain help, which fits
 #: any terminal width and shows flags as flags (typer's rich help prints ``<bool>`` after them).
@@ -62,9 +64,6 @@ def parse_assignments(items: list[str], option: str, *, required: bool = False) 
         One-line message naming ``option`` for a malformed item, a non-number,
         NaN or infinity, or a name given twice (it would silently keep the last value).
     """
-    from generator.errors import InvalidInputError
-    from generator.validation import check_finite
-
     out: dict[str, float] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -81,8 +80,6 @@ def parse_assignments(items: list[str], option: str, *, required: bool = False) 
 
 def fail(message: str) -> None:
     """Print ``error: message`` (one line, credentials masked) on stderr and exit with :data:`USAGE_EXIT_CODE`."""
-    from inverse.masking import mask_credentials
-
     print(f"error: {mask_credentials(' '.join(str(message).split()))}", file=sys.stderr)
     raise SystemExit(USAGE_EXIT_CODE)
 

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from generator.errors import InvalidInputError
 from inverse.cli._app import app, parse_assignments
 
 
@@ -22,22 +21,11 @@ def check(
     table: Annotated[Path | None, typer.Option(help="Training descriptors (.csv or labelled .h5) when the model carries none.")] = None,
 ) -> None:
     """Say whether a target is feasible, which correlation it breaks, and the nearest feasible target."""
-    from generator.checkpoint import load_generator
-    from inverse.feasibility import check_targets, model_for
-    from inverse.search import measured_descriptor_names
-    from inverse.spec import is_count_descriptor
+    from inverse.feasibility import check as check_target
 
     values = parse_assignments(target, "--target", required=True)
-    for name, value in values.items():
-        if not is_count_descriptor(name) and not 0.0 <= value <= 1.0:
-            raise InvalidInputError(f"--target {name}: {value} is outside [0, 1]")
-    generator = load_generator(model, kind=kind)
-    known = set(measured_descriptor_names(generator))
-    for name in values:
-        if name not in known:
-            raise InvalidInputError(f"--target {name}: unknown descriptor (known: {', '.join(sorted(known))})")
-    fmodel = model_for(generator, list(values), table)
-    report = check_targets(fmodel, values)
+    report = check_target(values, model, kind=kind, table=table, option="--target")
+    fmodel = report.model
     shown = ", ".join(f"{k} = {v:.3g}" for k, v in report.values.items())
     if report.feasible:
         print(f"feasible: {shown} lies inside the training data")

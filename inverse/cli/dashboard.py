@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -9,7 +10,16 @@ from typing import Annotated
 
 import typer
 
+from generator.errors import InvalidInputError
 from inverse.cli._app import app
+
+
+def app_path() -> Path:
+    """The dashboard's Streamlit script, found without importing :mod:`dashboards` (which depends on :mod:`inverse`)."""
+    found = importlib.util.find_spec("dashboards")
+    if found is None or not found.submodule_search_locations:
+        raise InvalidInputError("dashboard: the dashboards package is not installed")
+    return Path(next(iter(found.submodule_search_locations))) / "app.py"
 
 
 def streamlit_command(
@@ -21,10 +31,8 @@ def streamlit_command(
     headless: bool = True,
 ) -> list[str]:
     """The ``python -m streamlit run dashboards/app.py ...`` command line (the app found via the installed package)."""
-    from dashboards import APP_PATH
-
     command = [
-        sys.executable, "-m", "streamlit", "run", str(APP_PATH),
+        sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.port", str(port),
         "--server.address", address,
         "--server.headless", str(headless).lower(),
@@ -48,7 +56,6 @@ def dashboard(
     browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a web browser.")] = False,
 ) -> None:
     """Start the dashboard (Streamlit): ranked recipes, convergence, feasibility, microstructures, descriptors."""
-    from generator.errors import InvalidInputError
     from inverse.storage import sqlite_path, storage_exists
 
     if storage is not None:

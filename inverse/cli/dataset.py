@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from generator.errors import InvalidInputError
 from inverse.cli._app import app
 
 dataset_app = typer.Typer(help="Build training datasets from your own microstructures.", no_args_is_help=True)
@@ -34,7 +35,6 @@ def from_volume(
     Resumable and kill-safe: rerun the same command to finish an interrupted run.
     """
     from generator.data.from_volume import dataset_from_volume, parse_shape
-    from generator.errors import InvalidInputError
     from generator.levels import PhaseLevels
 
     window = parse_shape(size, "--size")

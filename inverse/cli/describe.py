@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from generator.errors import InvalidInputError
 from inverse.cli._app import app
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -43,7 +44,6 @@ def describe(
     (resumable: samples already labelled are skipped).
     """
     from generator.descriptors import as_labels, compute, describe_dataset
-    from generator.errors import InvalidInputError
     from generator.io import read_volume
 
     if pixel_size <= 0:

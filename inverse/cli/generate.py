@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from generator.errors import InvalidInputError
+from generator.validation import check_output_folder
 from inverse.cli._app import app, parse_assignments
 
 #: Names of the files written into ``--out``.
@@ -108,8 +109,7 @@ def generate(
     from generator.io import atomic_path
     from generator.io.volumes import write_volume
     from generator.levels import PhaseLevels, labels_from_grey
-    from generator.pipeline import load_generator
-    from generator.validation import check_output_folder
+    from generator.loading import load_generator
 
     if jobs is not None and jobs < 1:
         raise InvalidInputError(f"--jobs: must be at least 1, got {jobs}")

@@ -8,12 +8,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from generator.errors import InvalidInputError
 from inverse.cli._app import app
 
 
 def _parse_pair(text: str, option: str) -> tuple[float, float]:
-    from generator.errors import InvalidInputError
-
     parts = [p for p in text.replace(":", ",").split(",") if p.strip()]
     try:
         values = [float(p) for p in parts]
@@ -49,7 +48,6 @@ def simulate(
     """
     from generator.data.build import simulate_dataset
     from generator.data.hdf5 import finished_series
-    from generator.errors import InvalidInputError
     from generator.physics.cahn_hilliard import SpinodalWarning, torch_threads
     from generator.physics.presets import load_preset
 

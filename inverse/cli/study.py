@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from generator.errors import InvalidInputError
 from inverse.cli._app import TYPER_SETTINGS, app
+from inverse.masking import mask_credentials
 
 study_app = typer.Typer(help="Run, report and list inverse-design studies.", **TYPER_SETTINGS)
 app.add_typer(study_app, name="study")
@@ -28,10 +30,12 @@ def _print_recipes(table, *, title: str, top: int, posterior=None) -> None:  # n
     from rich.console import Console
     from rich.table import Table
 
+    from generator.physics.recipes import RECIPE_NAMES
+
     out = Table(title=title)
     for column in ("rank", "trial", "meets", "mismatch", "uncert."):
         out.add_column(column, justify="right", overflow="fold")
-    recipes = [n for n in ("phi", "chi", "log_time") if f"{n}_mean" in table.columns]
+    recipes = [n for n in RECIPE_NAMES if f"{n}_mean" in table.columns]
     measured = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean") and c.removesuffix("_mean") not in recipes]
     with_interval = "recipe_source" in table.columns and (table["recipe_source"] == "posterior").any()
     for name in recipes:  # narrow terminals: names wrap, never cut
@@ -84,8 +88,6 @@ def run(
     budget: Annotated[int, typer.Option("--budget", help="--refine: most simulator runs of the search.")] = 48,
 ) -> None:
     """Run or resume a study, then print its ranked recipes (and verify the top ones by simulation with --verify)."""
-    from generator.errors import InvalidInputError
-    from inverse.masking import mask_credentials
     from inverse.recipes import study_posterior, study_recipes
     from inverse.search import run_study
     from inverse.spec import load_spec
@@ -98,7 +100,7 @@ def run(
     from inverse.cli.verify import check_refine_options
 
     check_refine_options(refine, budget, 3)
-    study_spec = load_spec(spec, generator=model, sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
+    study_spec = load_spec(spec, model=model, search_sampler=sampler, seed=seed, samples_per_trial=samples, storage=storage)
     study = run_study(study_spec, n_trials=n_trials, progress=progress)
     posterior = study_posterior(study)
     table = study_recipes(study, posterior=posterior)
@@ -128,7 +130,6 @@ def report(
     """Print the ranked recipe table of a study and write it as CSV."""
     import optuna
 
-    from generator.errors import InvalidInputError
     from inverse.recipes import study_posterior, study_recipes
     from inverse.storage import RUNS_DIR, default_storage_url, open_storage
 
@@ -156,7 +157,6 @@ def list_(storage: StorageOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from inverse.masking import mask_credentials
     from inverse.storage import RUNS_DIR, list_studies
 
     urls = [storage] if storage else [f"sqlite:///{p}" for p in sorted(RUNS_DIR.glob("*.db"))]

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from generator.errors import FileFormatError, InvalidInputError
+from generator.validation import check_accelerator
 from inverse.cli._app import app
 
 
@@ -16,8 +18,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
     A bare word that is not valid TOML (``gpu``) is taken as a string.
     """
-    from generator.errors import InvalidInputError
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -60,10 +60,8 @@ def train(
     With --init-from, MicroGen3D's published networks (their architecture) are
     fine-tuned on --data instead (see docs/microgen3d.md).
     """
-    from generator.errors import FileFormatError, InvalidInputError
     from generator.training import train_pipeline
     from generator.training.config import load_config
-    from generator.validation import check_accelerator
 
     if data is not None and not any(ch in str(data) for ch in "*?[") and not data.exists():
         raise FileFormatError(f"--data: {data} does not exist")
@@ -90,7 +88,6 @@ def train(
 def _finetune(init_from: Path, *, kind: str | None, stages: str | None, data: Path | None, out: Path | None, preset: str | None,
               overrides: list[str], progress: bool) -> None:
     """``train --init-from``: fine-tune MicroGen3D's networks (:func:`generator.training.finetune.finetune_microgen3d`)."""
-    from generator.errors import FileFormatError, InvalidInputError
     from generator.models.microgen3d import KINDS, read_metadata
     from generator.training.finetune import FINETUNE_STAGES, finetune_microgen3d, parse_stages
 

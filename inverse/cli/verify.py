@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from generator.errors import InvalidInputError
 from inverse.cli._app import app
 
 if TYPE_CHECKING:
@@ -84,8 +85,6 @@ def print_report(report: VerificationReport) -> None:
 
 def check_refine_options(refine: bool, budget: int, refine_seeds: int) -> None:
     """Refuse bad refinement options before anything is simulated (one ``error:`` line)."""
-    from generator.errors import InvalidInputError
-
     if not refine:
         return
     if refine_seeds < 1:
@@ -162,7 +161,6 @@ def verify(
     With --refine, go on searching recipes with the simulator in the loop until one verifies or --budget runs are spent;
     the search is stored in the study and resumes where it stopped.
     """
-    from generator.errors import InvalidInputError
     from inverse.verify import load_study
 
     if top_k < 1:

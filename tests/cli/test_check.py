@@ -9,7 +9,7 @@ from tests.helpers import run_main
 
 @pytest.fixture(scope="module")
 def table(tiny_bundle):
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
 
     return load_generator(tiny_bundle).descriptor_table
 

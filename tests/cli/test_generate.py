@@ -24,7 +24,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest
 @pytest.fixture(scope="module")
 def tiny_condition(tiny_bundle: Path) -> dict[str, float]:
     """A condition in the middle of the tiny model's training range."""
-    from generator.pipeline import load_generator
+    from generator.loading import load_generator
 
     gen = load_generator(tiny_bundle)
     return {name: 0.5 * (lo + hi) for name, (lo, hi) in gen.condition_ranges.items()}

@@ -13,8 +13,8 @@ import torch
 
 from generator.io.graspi import read_graspi
 from generator.levels import PhaseLevels
-from generator.models.microgen3d import KINDS, as_generator, build_networks
-from generator.pipeline import load_generator
+from generator.loading import load_generator, microgen3d_generator
+from generator.models.microgen3d import KINDS, build_networks
 from tests.helpers import run_main
 from inverse.cli.generate import CSV_NAME, SETTINGS_NAME
 
@@ -125,7 +125,7 @@ def test_three_phase_microgen3d_phase_levels_and_raw_grey() -> None:
     torch.manual_seed(0)
     kind = KINDS["CH_3phase"]
     vae, fp, ddpm = build_networks(kind, vae_widths=(2, 2, 2, 2), n_feat=8)
-    gen = as_generator(kind, vae, fp, ddpm)
+    gen = microgen3d_generator(kind, vae, fp, ddpm)
     condition = {"vol_frac_D": 0.45, "vol_frac_M": 0.2, "tortuosity_A": 0.8, "tortuosity_D": 0.7}
     default = gen.generate(condition, 1, sampler="ddim", steps=1, raw=True)
     grey = default.grey[0]

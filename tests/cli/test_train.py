@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from generator.pipeline import load_generator
+from generator.loading import load_generator
 from inverse.cli import main
 from inverse.cli.train import parse_overrides
 

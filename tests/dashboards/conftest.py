@@ -86,7 +86,7 @@ def _add_verification(studies: TinyStudies) -> None:
 @pytest.fixture(scope="session")
 def tiny_studies(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyStudies:
     """Three studies in one SQLite storage, run by :func:`inverse.search.run_study` on the tiny model."""
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
     from inverse.search import run_study
     from inverse.spec import StudySpec
 

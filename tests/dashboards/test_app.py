@@ -105,7 +105,7 @@ def test_convergence_page_pareto_front_of_a_multi_objective_study(open_app, tiny
 
 
 def test_feasibility_page_projects_on_the_model_pca(open_app, tiny_studies):
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
     from inverse.feasibility import model_for
 
     study = tiny_studies.load(tiny_studies.single)

@@ -138,7 +138,7 @@ def test_train_runs_on_a_dataset_made_from_a_volume(film, tmp_path: Path, capsys
     code, stdout, stderr = run(["train", "--preset", "tiny", "--data", str(data), "--out", str(out), "--no-progress",
                                 *[a for s in sets for a in ("--set", s)]], capsys, monkeypatch)
     assert code == 0, stderr
-    from generator.pipeline import load_generator
+    from generator.loading import load_generator
 
     gen = load_generator(out / "generator.pt")
     assert gen.volume_shape == (32, 32, 16) and len(gen.descriptor_table) == 20  # x origins 0..64 by 16, y 0..48 by 16

@@ -13,7 +13,7 @@ from inverse.posterior import RECIPE, RecipePosterior, intensive_features
 @pytest.fixture(scope="module")
 def training_table() -> pd.DataFrame:
     """The shipped model's training table: 96 simulated series x 24 snapshots (real physics films)."""
-    from inverse.verify import read_model_record
+    from generator.model_info import read_model_record
 
     return read_model_record("default").descriptor_table
 

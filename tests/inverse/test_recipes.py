@@ -50,7 +50,7 @@ def test_ranking_order_and_columns():
 
 def test_posterior_recipes_with_intervals():
     from inverse.posterior import RECIPE, RecipePosterior
-    from inverse.verify import read_model_record
+    from generator.model_info import read_model_record
 
     training = read_model_record("default").descriptor_table
     posterior = RecipePosterior.fit(training[training["series"] % 4 != 0], n_estimators=20)

@@ -145,7 +145,7 @@ def test_refine_a_study_trial_stores_the_trail(tiny_bundle, tmp_path):
 
 
 def test_warm_start_from_the_posterior_of_the_targets():
-    from inverse.verify import read_model_record
+    from generator.model_info import read_model_record
 
     table = read_model_record("default").descriptor_table
     floor = float(table["CT_f_D_tort1"].quantile(0.75))  # an upper-quartile target of the shipped model's training films

@@ -97,7 +97,7 @@ def test_unknown_sampler_is_a_user_error():
 
 @pytest.fixture(scope="module")
 def tiny_generator(tiny_bundle):
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
 
     return load_generator(tiny_bundle)
 
@@ -133,7 +133,7 @@ def test_input_constraint_is_the_feasibility_of_the_condition_vector(tiny_bundle
     x = np.column_stack([rng.uniform(*plan.resolved.bounds[n], size=40) for n in searched])
     full = np.array([[row[searched.index(n)] if n in searched else fixed for n in names] for row in x])
     got = _input_constraint(plan)(torch.tensor(x, dtype=torch.float64))
-    np.testing.assert_allclose(got.numpy(), constraint(plan.feasible, full), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.numpy(), constraint(plan.feasibility_model, full), rtol=1e-9, atol=1e-12)
     # no [search] box: `auto` takes option B, whose proposals follow the training data by construction
     assert _input_constraint(plan_study(_spec(tiny_bundle, sampler="botorch", input_constraint=True), tiny_generator)) is None
 
@@ -253,7 +253,9 @@ def test_pca_mode_proposals_follow_the_training_correlations(tiny_bundle, tiny_g
     from inverse.search import _suggest_conditions
 
     plan = plan_study(_spec(tiny_bundle, feasibility="pca"), tiny_generator)
-    model = plan.feasible
+    model = plan.feasibility_model
+    with pytest.warns(DeprecationWarning, match="feasibility_model"):
+        assert plan.feasible is model  # the old name, kept
     u = np.linspace(-0.5, 0.5, model.n_components) * np.sqrt(model.t2_limit)
     trial = optuna.trial.FixedTrial({f"pc{i + 1}": float(v) for i, v in enumerate(u)})
     conditions = _suggest_conditions(trial, plan)

@@ -71,8 +71,8 @@ def test_load_spec_reports_malformed_toml_and_overrides(tmp_path):
         load_spec(tmp_path / "missing.toml")
     good = tmp_path / "good.toml"
     good.write_text("[targets]\nABS_f_D = { at_least = 0.4 }\n")
-    spec = load_spec(good, n_trials=7, generator="some.bundle", seed=None)
-    assert (spec.name, spec.n_trials, spec.generator, spec.seed) == ("good", 7, "some.bundle", 0)
+    spec = load_spec(good, n_trials=7, model="some.bundle", seed=None)
+    assert (spec.name, spec.n_trials, spec.model, spec.seed) == ("good", 7, "some.bundle", 0)
 
 
 def test_resolve_fills_bounds_and_rejects_unknown_names():
@@ -99,7 +99,7 @@ def test_shipped_studies_resolve_against_a_two_phase_model(path):
     resolved = resolve_spec(
         spec, condition_names=CONDITIONS, condition_ranges=RANGES, descriptor_names=descriptor_names(2), recipe_names=["phi", "chi", "log_time"]
     )
-    assert spec.generator == "default" and spec.name == path.stem
+    assert spec.model == "default" and spec.name == path.stem
     assert set(resolved.bounds) | set(resolved.fixed) == set(CONDITIONS)
 
 
@@ -130,3 +130,27 @@ def test_the_largest_seed_is_accepted():
     from generator.validation import MAX_SEED
 
     assert parse_spec({"name": "x", "seed": MAX_SEED, "targets": {"ABS_f_D": {"at_least": 0.4}}}).seed == MAX_SEED
+
+
+def test_old_spec_keys_still_work_with_a_deprecation_warning(tmp_path):
+    """``generator`` is now ``model`` and ``sampler`` (Optuna's) ``search_sampler``; [generation] sampler is unchanged."""
+    import warnings
+
+    path = tmp_path / "old.toml"
+    path.write_text('generator = "my.bundle"\nsampler = "gp"\n[targets]\nABS_f_D = { at_least = 0.4 }\n[generation]\nsampler = "ddim"\n')
+    with pytest.warns(DeprecationWarning, match="'generator' is now 'model'"):
+        spec = load_spec(path)
+    assert (spec.model, spec.search_sampler, spec.generation.sampler) == ("my.bundle", "gp", "ddim")
+    with pytest.warns(DeprecationWarning, match="StudySpec.generator is now StudySpec.model"):
+        assert spec.generator == "my.bundle"
+    with pytest.warns(DeprecationWarning, match="'sampler' is now 'search_sampler'"):
+        assert parse_spec({"name": "x", "sampler": "tpe", "targets": {"ABS_f_D": {"at_least": 0.4}}}).search_sampler == "tpe"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new names: no warning
+        newer = tmp_path / "new.toml"
+        newer.write_text('model = "my.bundle"\n[targets]\nABS_f_D = { at_least = 0.4 }\n')
+        assert load_spec(newer, model="other.bundle", search_sampler="random").model == "other.bundle"  # overrides win
+        new = parse_spec({"name": "x", "model": "m", "search_sampler": "botorch", "targets": {"ABS_f_D": {"at_least": 0.4}}})
+    assert "generator" not in new.model_dump() and new.model_dump()["model"] == "m"
+    with pytest.raises(InvalidInputError, match="model: given twice, also under its old name 'generator'"):
+        parse_spec({"name": "x", "model": "a", "generator": "b", "targets": {"ABS_f_D": {"at_least": 0.4}}})

@@ -12,6 +12,8 @@ import pytest
 from generator.data.hdf5 import read_root_attributes, simulation_record
 from generator.descriptors import compute_batch
 from generator.errors import InvalidInputError
+from generator.model_info import ModelRecord
+from generator.physics import recipes as physics_recipes
 from generator.physics.labels import grey_to_labels
 from generator.physics.presets import load_preset
 from inverse import verify
@@ -21,14 +23,14 @@ KEY_DESCRIPTORS = ("ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1")
 
 
 def _record(tiny_dataset, simulation="auto"):  # noqa: ANN001, ANN202
-    """A :class:`verify.ModelRecord` of the tiny dataset (no networks needed)."""
+    """A :class:`ModelRecord` of the tiny dataset (no networks needed)."""
     import pandas as pd
 
     with h5py.File(tiny_dataset) as f:
         rows = [dict(f[name].attrs, name=name) for name in sorted(f)]
     table = pd.DataFrame(rows)
     sim = simulation_record([tiny_dataset]) if simulation == "auto" else simulation
-    return verify.ModelRecord(n_phases=2, volume_shape=(32, 32, 16), recipe_names=verify.RECIPE, descriptor_table=table, simulation=sim)
+    return ModelRecord(n_phases=2, volume_shape=(32, 32, 16), recipe_names=physics_recipes.RECIPE_NAMES, descriptor_table=table, simulation=sim)
 
 
 def _sample(tiny_dataset, series: int, snapshot: int):  # noqa: ANN001, ANN202
@@ -80,38 +82,12 @@ def test_films_are_simulated_at_the_generated_size(tiny_dataset):
 def test_bad_recipes_are_rejected_before_simulating(tiny_dataset):
     settings = verify.simulation_settings(_record(tiny_dataset))
     dt = settings.ch.dt
-    assert list(verify.check_recipes([[0.5, 3.0, 1.0], [0.5, 3.0, np.log10(30.0)]], settings)) == [round(10 / dt), round(30 / dt)]
+    assert list(physics_recipes.check_recipes([[0.5, 3.0, 1.0], [0.5, 3.0, np.log10(30.0)]], settings)) == [round(10 / dt), round(30 / dt)]
     for recipe, message in (([1.2, 3.0, 1.0], "phi=1.2"), ([0.5, np.nan, 1.0], "non-finite"), ([0.5, 3.0, 4.0], "--max-steps")):
         with pytest.raises(InvalidInputError, match=message):
-            verify.check_recipes([recipe], settings)
+            physics_recipes.check_recipes([recipe], settings)
     with pytest.raises(InvalidInputError, match="seeds"):
-        verify.simulate_recipes([[0.5, 3.0, 1.0]], settings, [])
-
-
-def test_label_fields_two_and_three_phases():
-    rng = np.random.default_rng(0)
-    fields = rng.uniform(0, 1, (2, 6, 5, 4))
-    two = verify.label_fields(fields, 2)
-    three = verify.label_fields(fields, 3)
-    assert two.shape == three.shape == (2, 6, 5, 4) and two.dtype == np.uint8
-    assert set(np.unique(two)) == {0, 1} and set(np.unique(three)) == {0, 1, 2}
-    assert np.array_equal(two[three != 2], three[three != 2])  # mixed only ever replaces donor/acceptor
-    assert verify.label_fields(fields[..., 0], 2).shape == (2, 6, 5, 1)  # 2-D fields gain the electrode axis
-
-
-# ----------------------------------------------------------------------------- physics
-
-
-def test_three_phase_models_get_three_phase_labels_of_the_same_run():
-    ch = load_preset("tiny").ch
-    two = verify.SimulationSettings(ch=ch, n_phases=2, preset="tiny", source="preset")
-    three = verify.SimulationSettings(ch=ch, n_phases=3, preset="tiny", source="preset")
-    recipe = [[0.5, 3.0, 1.0]]  # t = 10: 100 steps
-    labels2, _ = verify.simulate_recipes(recipe, two, [0])
-    labels3, _ = verify.simulate_recipes(recipe, three, [0])
-    mixed = labels3 == 2
-    assert 0.0 < mixed.mean() <= 0.3 + 1e-9  # the mixed band, capped as in the training data
-    assert np.array_equal(labels3[~mixed], labels2[~mixed])  # same run, same donor/acceptor outside the band
+        physics_recipes.simulate_recipes([[0.5, 3.0, 1.0]], settings, [])
 
 
 @pytest.mark.slow
@@ -121,7 +97,7 @@ def test_simulating_a_training_recipe_reproduces_the_training_sample(tiny_datase
     samples = [_sample(tiny_dataset, 1, 2), _sample(tiny_dataset, 3, 3)]  # two annealing times: two batches
     recipes = np.array([[a["phi"], a["chi"], a["log_time"]] for _, a in samples])
     seeds = [int(a["seed"]) for _, a in samples] + [11, 12]  # each sample's own seed, then fresh ones
-    labels, steps = verify.simulate_recipes(recipes, settings, seeds, progress=False)
+    labels, steps = physics_recipes.simulate_recipes(recipes, settings, seeds, progress=False)
     assert labels.shape == (2, 4, 32, 32, 16)
     assert list(steps) == [a["step"] for _, a in samples]  # the time mapping inverts log_time exactly
     for i, ((reference, attrs), runs) in enumerate(zip(samples, labels)):
@@ -144,9 +120,9 @@ def test_nearest_training_recipe_finds_the_sample_itself(tiny_dataset):
     row = table.iloc[7]
     names = [n for n in KEY_DESCRIPTORS + ("STAT_e", "DISS_f10_D")]
     found = verify.nearest_training_recipe(row[names].to_dict(), table, names, k=1)
-    assert found == pytest.approx({n: row[n] for n in verify.RECIPE})
+    assert found == pytest.approx({n: row[n] for n in physics_recipes.RECIPE_NAMES})
     averaged = verify.nearest_training_recipe(row[names].to_dict(), table, names, k=len(table))
-    assert averaged == pytest.approx({n: table[n].mean() for n in verify.RECIPE})
+    assert averaged == pytest.approx({n: table[n].mean() for n in physics_recipes.RECIPE_NAMES})
     assert verify.nearest_training_recipe(row[names].to_dict(), None, names) is None
     assert verify.outside_training({"phi": 0.7, "chi": 3.0, "log_time": 2.0}, table) == ["phi", "log_time"]
     assert verify.outside_training({"phi": 0.5, "chi": 3.0, "log_time": 1.0}, table) == []
@@ -191,11 +167,11 @@ def test_verify_study_simulates_scores_and_stores(tiny_study):
     for result in report.results:
         trial = study.trials[result.trial]
         row = ranked[ranked["trial"] == result.trial].iloc[0]
-        assert result.recipe == pytest.approx({n: row[f"{n}_mean"] for n in verify.RECIPE})
+        assert result.recipe == pytest.approx({n: row[f"{n}_mean"] for n in physics_recipes.RECIPE_NAMES})
         # the tiny model has a training table: the recipe is the posterior's, with its interval, and the FP's mean is kept
         assert row["recipe_source"] == "posterior" and result.posterior is not None
         assert result.posterior["lower"]["chi"] <= result.recipe["chi"] <= result.posterior["upper"]["chi"]
-        assert result.posterior["feature_predictor"] == pytest.approx({n: trial.user_attrs["recipe_mean"][n] for n in verify.RECIPE})
+        assert result.posterior["feature_predictor"] == pytest.approx({n: trial.user_attrs["recipe_mean"][n] for n in physics_recipes.RECIPE_NAMES})
         assert result.steps == report.settings.steps_for(result.recipe["log_time"]) and result.seeds == [5, 6]
         # the simulated table holds the real descriptors of the simulated labels
         assert result.simulated.to_dict("records") == compute_batch(list(result.labels), n_jobs=1, n_phases=2)

@@ -17,16 +17,15 @@ import torch
 
 from generator.diffusion import sample_latents
 from generator.errors import CheckpointError, FileFormatError, InvalidInputError
+from generator.loading import load_generator, microgen3d_generator
 from generator.models.microgen3d import (
     FILES,
     KINDS,
     MicroGen3DFeaturePredictor,
-    as_generator,
     build_networks,
     noise_schedule,
     schedule_buffers,
 )
-from generator.pipeline import load_generator
 
 SHAPES = Path(__file__).resolve().parents[2].parent / "shared" / "microgen3d" / "checkpoint_shapes.json"
 
@@ -218,7 +217,7 @@ def test_diffusers_ddpm_reproduces_the_published_ancestral_loop_step_by_step(one
     ddpm = ddpm.double().eval()
     for name, value in schedule_buffers().items():  # the published float32 buffers, as in the files
         getattr(ddpm, name).copy_(value.double())
-    gen = as_generator(kind, *build_networks(kind, vae_widths=(2, 2, 2, 2), n_feat=8)[:2], ddpm)
+    gen = microgen3d_generator(kind, *build_networks(kind, vae_widths=(2, 2, 2, 2), n_feat=8)[:2], ddpm)
     context = torch.tensor([[0.45, 0.2, 0.8, 0.7]], dtype=torch.float64)
     shape = (1, *kind.latent_shape)
 
@@ -267,7 +266,7 @@ def test_schedule_index_convention() -> None:
 
 def test_guidance_other_than_one_is_refused_for_published_weights(one_thread) -> None:
     kind = KINDS["experimental"]
-    gen = as_generator(kind, *build_networks(kind, vae_widths=(2, 2, 2, 2), n_feat=8))
+    gen = microgen3d_generator(kind, *build_networks(kind, vae_widths=(2, 2, 2, 2), n_feat=8))
     condition = {"ABS_f_D": 0.5, "CT_f_D_tort1": 0.5, "CT_f_A_tort1": 0.5}
     with pytest.raises(InvalidInputError, match="guidance"):
         gen.generate(condition, 1, sampler="ddim", steps=2, guidance=2.0)

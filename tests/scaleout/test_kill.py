@@ -105,7 +105,7 @@ def test_train_killed_then_resumed(tiny_dataset, tmp_path):
     resumed = run_cli(*command, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert digest(out / "vae.pt") == vae  # the finished stage was not trained again
-    from generator.checkpoint import load_generator
+    from generator.loading import load_generator
 
     generator = load_generator(out / "generator.pt")
     result = generator.generate({"ABS_f_D": 0.5, "CT_f_D_tort1": 0.9, "CT_f_A_tort1": 0.9}, 1, steps=2, allow_extrapolation=True)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from generator.errors import InvalidInputError
+from generator.loading import load_generator
 from generator.model_info import model_info
-from generator.pipeline import load_generator
 from generator.training import train_pipeline
 from generator.training.config import load_config
 

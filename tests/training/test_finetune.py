@@ -26,8 +26,8 @@ from scipy.ndimage import gaussian_filter
 
 from generator.descriptors import compute
 from generator.errors import CheckpointError, InvalidInputError
+from generator.loading import load_generator
 from generator.models.microgen3d import FILES, KINDS, build_networks, load_folder, read_metadata, save_networks
-from generator.pipeline import load_generator
 from generator.training.finetune import finetune_microgen3d, parse_stages
 from inverse.verify import read_model_record
 from tests.helpers import run_main

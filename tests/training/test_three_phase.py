@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator.pipeline import load_generator
+from generator.loading import load_generator
 from generator.training import train_pipeline
 
 CONDITIONS = ["vol_frac_D", "vol_frac_M", "tortuosity_A", "tortuosity_D"]  # MicroGen3D's CH 3-phase context
