@@ -28,7 +28,7 @@ def main() -> None:
     from generator.data.dataset import split_by_series
     from generator.data.from_volume import parse_shape
     from generator.descriptors import compute_batch
-    from generator.pipeline import load_generator
+    from generator.loading import load_generator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)

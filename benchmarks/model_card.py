@@ -127,7 +127,7 @@ def crops_of(films: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def _generate_job(model: str, conditions: np.ndarray, sampler: str, steps: int, guidance: float, seed: int, batch_size: int) -> dict:
     """Worker: generate and measure; returns labels-free results plus timings."""
     torch.set_num_threads(1)
-    from generator.pipeline import load_generator
+    from generator.loading import load_generator
 
     gen = load_generator(model)
     t0, c0 = time.time(), time.process_time()
@@ -225,7 +225,7 @@ def stage_times(run_dir: Path | None) -> dict[str, dict[str, float]]:
 
 def run(args: argparse.Namespace) -> dict:
     from generator.checkpoint import read_bundle
-    from generator.pipeline import load_generator
+    from generator.loading import load_generator
 
     from generator.data.dataset import MicrostructureDataset
     from generator.physics.labels import grey_to_labels

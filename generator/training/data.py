@@ -11,11 +11,10 @@ import torch
 
 from generator.data.dataset import MicrostructureDataset
 from generator.data.hdf5 import open_h5
+from generator.descriptors.registry import BOOKKEEPING_COLUMNS as BOOKKEEPING
 from generator.errors import InvalidInputError
+from generator.physics.recipes import RECIPE_NAMES as RECIPE
 
-#: Sample attributes that are bookkeeping, not physical attributes (``time`` is redundant with ``log_time``).
-BOOKKEEPING = ("series", "snapshot", "seed", "step", "time")
-RECIPE = ("phi", "chi", "log_time")
 
 
 def open_dataset(data: str | os.PathLike[str]) -> MicrostructureDataset:

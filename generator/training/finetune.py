@@ -11,7 +11,7 @@ writes a folder in the published layout::
     OUT/microgen3d.json           kind, network sizes, provenance (written last: the folder is complete)
     OUT/descriptors.csv           the data's attributes (condition ranges, feasibility, partial conditions)
 
-which :func:`generator.pipeline.load_generator` loads without ``--kind``.
+which :func:`generator.loading.load_generator` loads without ``--kind``.
 
 The losses are the published ones: the VAE's ``MSE + kl_weight * KL``
 (:meth:`~generator.models.microgen3d.MicroGen3DVAE.loss`), the feature

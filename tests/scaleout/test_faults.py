@@ -49,10 +49,18 @@ def one_line_error(code: int, err: str, fragment: str) -> None:
     assert fragment in last, err
 
 
-def flip_byte(path: Path, at: float = 0.6) -> None:
-    """Invert one byte of a file in place (a silent disk or copy error)."""
+def flip_data_byte(path: Path) -> None:
+    """Invert one byte in the middle of the largest stored tensor of a torch zip file (its data, not a header),
+    so the damage is a CRC mismatch wherever the file layout puts the tensors."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.compress_size)
     data = bytearray(path.read_bytes())
-    data[int(len(data) * at)] ^= 0xFF
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26: info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28: info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.compress_size // 2] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
@@ -66,7 +74,7 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 def bad_files(tiny_bundle: Path, tiny_dataset: Path, tmp_path: Path) -> dict[str, Path]:
     """One damaged copy of each kind of input file."""
     files = {}
-    for name, damage in (("truncated", truncate), ("flipped", flip_byte)):
+    for name, damage in (("truncated", truncate), ("flipped", flip_data_byte)):
         files[f"bundle_{name}"] = tmp_path / f"bundle_{name}.pt"
         shutil.copyfile(tiny_bundle, files[f"bundle_{name}"])
         damage(files[f"bundle_{name}"])
