@@ -15,10 +15,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MICRODESIGN_SHARED", REPO.parent / "shared"))
 #: The C++ GraSPI's outputs on reference volumes (a copy of ``../shared/graspi_reference``, shipped with the tests).
 GRASPI_REFERENCE = Path(__file__).resolve().parent / "fixtures" / "graspi_reference"
-MICROGEN3D_SHAPES = SHARED / "microgen3d" / "checkpoint_shapes.json"
 
 
 @pytest.fixture(scope="session")

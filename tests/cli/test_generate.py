@@ -113,8 +113,6 @@ def test_generate_with_microgen3d_weights(tmp_path: Path, capsys, monkeypatch) -
     helpers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helpers)
     SHAPES, write_weights = helpers.SHAPES, helpers.write_weights
-    if not SHAPES.is_file():
-        pytest.skip(f"no {SHAPES}")
     folder = write_weights(tmp_path / "experimental", json.loads(SHAPES.read_text())["experimental"])
     out = tmp_path / "gen"
     code, _, stderr = run(["generate", "--model", str(folder), "--kind", "experimental", "--condition", "ABS_f_D=0.5",

@@ -112,8 +112,6 @@ def test_microgen3d_partial_conditions_need_a_table(tmp_path: Path, capsys, monk
     spec = importlib.util.spec_from_file_location("_microgen3d_test_helpers", path)
     helpers = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helpers)
-    if not helpers.SHAPES.is_file():
-        pytest.skip(f"no {helpers.SHAPES}")
     folder = helpers.write_weights(tmp_path / "w", json.loads(helpers.SHAPES.read_text())["experimental"], fill="view")
     code, _, stderr = run(["generate", "--model", str(folder), "--kind", "experimental", "--condition", "ABS_f_D=0.5",
                            "--out", str(tmp_path / "o")], capsys, monkeypatch)

@@ -82,8 +82,6 @@ def narrow_init(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def view_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Published-shape files of the experimental and CH 2-phase kinds as expanded views."""
     helpers = _microgen3d_test_helpers()
-    if not helpers.SHAPES.is_file():
-        pytest.skip(f"no {helpers.SHAPES}")
     table = json.loads(helpers.SHAPES.read_text())
     root = tmp_path_factory.mktemp("views")
     return {kind: helpers.write_weights(root / kind, table[kind], fill="view") for kind in ("experimental", "CH_2phase")}
