@@ -9,7 +9,7 @@ from inverse.recipes import LEADING_COLUMNS
 from tests.helpers import run_main
 
 GOOD = """
-sampler = "random"
+search_sampler = "random"
 n_trials = 3
 samples_per_trial = 2
 [targets]
@@ -71,7 +71,7 @@ def test_run_report_list(tiny_bundle, tmp_path, monkeypatch, capsys):
 
 
 QUICK = """
-sampler = "random"
+search_sampler = "random"
 n_trials = 2
 samples_per_trial = 1
 feasibility = "constraint"

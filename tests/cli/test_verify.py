@@ -11,8 +11,8 @@ from inverse.cli import main
 
 SPEC = """
 name = "cliv"
-generator = "{bundle}"
-sampler = "random"
+model = "{bundle}"
+search_sampler = "random"
 n_trials = 3
 n_startup_trials = 1
 samples_per_trial = 2
@@ -95,7 +95,7 @@ def test_unknown_or_empty_study_exit_2(verified_study, tiny_bundle, tmp_path, mo
     code, _, err = _run(monkeypatch, capsys, "verify", "cliv", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
     assert code == 2 and "does not exist" in err
     empty = optuna.create_study(study_name="empty", storage=verified_study)
-    empty.set_user_attr("spec", {"name": "empty", "generator": str(tiny_bundle), "targets": {"ABS_f_D": {"at_least": 0.3}}})
+    empty.set_user_attr("spec", {"name": "empty", "model": str(tiny_bundle), "targets": {"ABS_f_D": {"at_least": 0.3}}})
     code, _, err = _run(monkeypatch, capsys, "verify", "empty", "--storage", verified_study)
     assert code == 2 and "no completed, measured trial" in err and "Traceback" not in err
 

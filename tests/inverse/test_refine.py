@@ -121,7 +121,7 @@ def test_refine_a_study_trial_stores_the_trail(tiny_bundle, tmp_path):
 
     url = f"sqlite:///{tmp_path / 'hard.db'}"
     spec = parse_spec({
-        "name": "hard", "generator": str(tiny_bundle), "sampler": "random", "n_trials": 2, "n_startup_trials": 1,
+        "name": "hard", "model": str(tiny_bundle), "search_sampler": "random", "n_trials": 2, "n_startup_trials": 1,
         "samples_per_trial": 2, "seed": 1, "generation": {"steps": 4}, "targets": {"ABS_f_D": {"equal": 0.97, "tolerance": 0.01}},
     })
     study = run_study(spec, storage=url, runs_dir=tmp_path, progress=False)

@@ -105,8 +105,8 @@ def tiny_generator(tiny_bundle):
 def _spec(tiny_bundle, **fields):
     data = {
         "name": "t",
-        "generator": str(tiny_bundle),
-        "sampler": "tpe",
+        "model": str(tiny_bundle),
+        "search_sampler": "tpe",
         "n_trials": 4,
         "n_startup_trials": 2,
         "samples_per_trial": 2,
@@ -127,7 +127,7 @@ def test_input_constraint_is_the_feasibility_of_the_condition_vector(tiny_bundle
     lo, hi = tiny_generator.condition_ranges[names[1]]
     fixed = 0.5 * (lo + hi)
     assert _input_constraint(plan_study(_spec(tiny_bundle, search={names[1]: fixed}), tiny_generator)) is None  # opt-in
-    plan = plan_study(_spec(tiny_bundle, search={names[1]: fixed}, sampler="botorch", input_constraint=True), tiny_generator)
+    plan = plan_study(_spec(tiny_bundle, search={names[1]: fixed}, search_sampler="botorch", input_constraint=True), tiny_generator)
     searched = sorted(plan.resolved.bounds)  # the order Optuna's samplers give the parameters in
     rng = np.random.default_rng(0)
     x = np.column_stack([rng.uniform(*plan.resolved.bounds[n], size=40) for n in searched])
@@ -135,7 +135,7 @@ def test_input_constraint_is_the_feasibility_of_the_condition_vector(tiny_bundle
     got = _input_constraint(plan)(torch.tensor(x, dtype=torch.float64))
     np.testing.assert_allclose(got.numpy(), constraint(plan.feasibility_model, full), rtol=1e-9, atol=1e-12)
     # no [search] box: `auto` takes option B, whose proposals follow the training data by construction
-    assert _input_constraint(plan_study(_spec(tiny_bundle, sampler="botorch", input_constraint=True), tiny_generator)) is None
+    assert _input_constraint(plan_study(_spec(tiny_bundle, search_sampler="botorch", input_constraint=True), tiny_generator)) is None
 
 
 @pytest.mark.slow
@@ -183,7 +183,7 @@ def test_study_measures_scores_stores_and_resumes(tiny_bundle, tiny_generator, t
 @pytest.mark.slow
 def test_nan_generator_output_fails_the_trial_and_the_study_goes_on(tiny_bundle, tiny_generator, tmp_path, monkeypatch):
     monkeypatch.setattr(tiny_generator, "denoiser", lambda x, t, c: torch.full_like(x, float("nan")))
-    spec = _spec(tiny_bundle, name="nan", n_trials=3, sampler="random")
+    spec = _spec(tiny_bundle, name="nan", n_trials=3, search_sampler="random")
     study = run_study(spec, generator=tiny_generator, runs_dir=tmp_path, progress=False)
     failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert failed, "every proposal was infeasible"
@@ -204,7 +204,7 @@ def test_infeasible_search_space_is_rejected_before_anything_is_written(tiny_bun
 def test_sigkill_loses_no_complete_trial_and_running_ones_fail_on_resume(tiny_bundle, tiny_generator, tmp_path):
     spec_path = tmp_path / "kill.toml"
     spec_path.write_text(
-        f'generator = "{tiny_bundle}"\nsampler = "random"\nn_trials = 200\nsamples_per_trial = 2\n'
+        f'model = "{tiny_bundle}"\nsearch_sampler = "random"\nn_trials = 200\nsamples_per_trial = 2\n'
         '[targets]\nABS_f_D = { at_least = 0.45, at_most = 0.5 }\n[search]\nABS_f_D = [0.45, 0.55]\n[generation]\nsteps = 3\n'
     )
     url = f"sqlite:///{tmp_path / 'kill.db'}"

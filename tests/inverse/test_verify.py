@@ -133,7 +133,7 @@ def test_nearest_training_recipe_finds_the_sample_itself(tiny_dataset):
 
 def _spec(bundle, name: str = "v") -> dict:  # noqa: ANN001
     return {
-        "name": name, "generator": str(bundle), "sampler": "random", "n_trials": 3, "n_startup_trials": 1,
+        "name": name, "model": str(bundle), "search_sampler": "random", "n_trials": 3, "n_startup_trials": 1,
         "samples_per_trial": 2, "seed": 3, "generation": {"steps": 4},
         "targets": {"ABS_f_D": {"at_least": 0.3, "at_most": 0.7}, "CT_f_D_tort1": {"at_least": 0.2}},
         "search": {"ABS_f_D": [0.45, 0.55]},

@@ -31,7 +31,7 @@ from tests.helpers import run_main
 from tests.scaleout.conftest import cli_command, cli_env, free_port
 
 STUDY = """
-sampler = "random"
+search_sampler = "random"
 n_trials = 3
 samples_per_trial = 2
 [targets]

@@ -26,7 +26,7 @@ SAMPLES = 2
 
 SPEC = f"""
 name = "scaleout"
-sampler = "random"
+search_sampler = "random"
 n_trials = {N_TRIALS}
 samples_per_trial = {SAMPLES}
 seed = 0
@@ -55,7 +55,7 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
 
 def test_three_workers_share_a_study_and_survive_a_killed_worker(postgres_url, tiny_bundle, tmp_path):
     spec = tmp_path / "scaleout.toml"
-    spec.write_text(f'generator = "{tiny_bundle}"\n' + SPEC)
+    spec.write_text(f'model = "{tiny_bundle}"\n' + SPEC)
     command = ("study", "run", spec, "--storage", postgres_url, "--no-progress")
     procs = []
     try:
