@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from generator.diffusion import NoiseSchedule
+from generator.diffusion import DEFAULT_SAMPLING, NoiseSchedule, SamplingSettings
 from generator.errors import FileFormatError, InvalidInputError
 from generator.io.toml import read_toml
 from generator.models import FeaturePredictorConfig, LatentUNetConfig, VAEConfig
@@ -111,17 +111,11 @@ class FPStage(StageConfig):
     model: FeaturePredictorConfig = Field(default_factory=FeaturePredictorConfig)
 
 
-class SamplingDefaults(_Strict):
-    """How the trained model samples when a caller does not say (written into the bundle)."""
-
-    sampler: str = "dpm++"
-    steps: int = Field(25, ge=1)
-    guidance: float = Field(1.0, ge=0.0, description="classifier-free guidance scale (1: plain conditional sampling)")
-
-
 class DDPMStage(StageConfig):
     model: LatentUNetConfig = Field(default_factory=LatentUNetConfig)
-    sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)
+    #: How the trained model samples when a caller does not say (written into the bundle); the sampler name is
+    #: checked when the config loads, and unset values are :data:`generator.diffusion.DEFAULT_SAMPLING`'s.
+    sampling: SamplingSettings = Field(default_factory=lambda: DEFAULT_SAMPLING)
     schedule: NoiseSchedule = Field(default_factory=NoiseSchedule)
     condition_dropout: float = Field(0.1, ge=0.0, le=1.0, description="probability of training a sample unconditionally (CFG)")
     ema_decay: float | None = Field(0.999, gt=0.0, lt=1.0, description="EMA of the denoiser weights (None: off)")

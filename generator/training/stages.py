@@ -464,7 +464,7 @@ def train_pipeline(
         descriptor_table=descriptor_table, training_config=config.model_dump(mode="json"),
         simulation=simulation_record(dataset.files),
         training_record=training_record(out_dir),
-        sampling_defaults=config.ddpm.sampling.model_dump(),
+        sampling_defaults=config.ddpm.sampling.resolved().model_dump(),
     )
     return save_bundle(bundle, out_dir / BUNDLE_NAME)
 
