@@ -216,6 +216,30 @@ def _write_partial(out_path: Path, args, rows: list[dict], tried: int) -> None: 
                                    "targets": rows}, indent=2, default=str))
 
 
+#: Settings that define a run: a --resume must repeat them.
+_RUN_KEYS = ("model", "quick", "n_targets", "series", "heldout_seed", "heldout", "per_series", "max_candidates", "descriptors",
+             "tolerance", "target_films", "seeds", "n_trials", "samples", "budget", "baseline_budget", "size", "no_baseline")
+
+
+def _resumed(out_path: Path, args) -> tuple[list[dict], int]:  # noqa: ANN001
+    """The finished targets and the number of candidates tried of an earlier run's ``*_partial.json`` (none: a fresh start)."""
+    from generator.errors import InvalidInputError
+
+    partial = out_path.with_name(out_path.stem + "_partial.json")
+    if not partial.is_file():
+        print(f"--resume: no {partial.name}; starting afresh", flush=True)
+        return [], 0
+    if not args.workdir:
+        raise InvalidInputError("--resume: give the --workdir of the run to resume (its held-out films and studies)")
+    earlier = json.loads(partial.read_text())
+    now = json.loads(json.dumps({k: getattr(args, k) for k in _RUN_KEYS}, default=str))
+    differ = [k for k in _RUN_KEYS if earlier["args"].get(k) != now[k]]
+    if differ:
+        raise InvalidInputError(f"--resume: {partial.name} was run with other settings ({', '.join(differ)})")
+    print(f"--resume: {len(earlier['targets'])} targets done, {earlier['n_candidates']} candidates tried", flush=True)
+    return list(earlier["targets"]), int(earlier["n_candidates"])
+
+
 _TABLES: dict[str, pd.DataFrame] = {}
 
 
@@ -335,7 +359,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="film size XxYxZ to generate and simulate at (resizable models; default: the model's, e.g. 128x128x64). "
                              "A smaller size (the training films' 64x64x64) makes the benchmark 4x cheaper on a CPU")
     parser.add_argument("--no-baseline", action="store_true", help="skip (b), the physics-only search")
-    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--workdir", default=None,
+                        help="keep the studies and the held-out films here (default: a temporary folder); needed by --resume")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from the *_partial.json of an earlier run with the same settings: its finished targets are kept, "
+                             "its held-out films are read back from --workdir")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     if args.quick:
@@ -358,11 +386,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model {args.model}: films {list(settings.ch.shape)} ({settings.ch.z_boundary} electrodes), posterior on "
           f"{posterior.n_series} training series", flush=True)
 
+    rows, tried_before = _resumed(out_path, args) if args.resume else ([], 0)
+    cache = Path(args.workdir) / "heldout_films.csv" if args.workdir else None
     start = time.perf_counter()
     if args.heldout:
         films = heldout_from_file(args.heldout, settings)
+    elif args.resume and cache is not None and cache.is_file():
+        films = pd.read_csv(cache)
     else:
         films = heldout_films(settings, table, args.series, args.heldout_seed, args.device, replicates=args.target_films)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(cache) as tmp_cache:
+                films.to_csv(tmp_cache, index=False)
     print(f"held-out films: {len(films)} from {films['series'].nunique()} series in {time.perf_counter() - start:.0f} s", flush=True)
     cov = coverage(posterior, films)
     print(f"coverage: joint {cov['joint']:.2f}, marginal {cov['marginal']}", flush=True)
@@ -378,14 +414,18 @@ def main(argv: list[str] | None = None) -> dict:
             picked.append(index)
     candidates = [pool.iloc[i] for i in picked[: args.max_candidates or 10 * args.n_targets]]
     verify_seeds = [DEFAULT_SEED + k for k in range(args.seeds)]
-    rows, tried, run_seconds = [], 0, []
+    tried, run_seconds = 0, []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        for stale in range(len(rows), args.n_targets):  # a target stopped half-way starts again from an empty study
+            (workdir / f"target{stale}.db").unlink(missing_ok=True)
         for film in candidates:
             if len(rows) >= args.n_targets:
                 break
             tried += 1
+            if tried <= tried_before:
+                continue
             targets = {n: Target(equal=float(np.clip(film[n], 0, 1)), tolerance=args.tolerance) for n in args.descriptors}
             _, _, score, seconds = evaluate_recipe(dict(film[list(RECIPE)]), settings, targets, scales, verify_seeds, device=args.device)
             run_seconds.append(sum(seconds.values()) / args.seeds)
@@ -423,4 +463,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from generator.errors import MicrodesignError
+
+    try:
+        main()
+    except MicrodesignError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -12,7 +12,7 @@ from inverse.posterior import RECIPE, RecipePosterior, intensive_features
 
 @pytest.fixture(scope="module")
 def training_table() -> pd.DataFrame:
-    """The shipped model's training table: 96 simulated series x 24 snapshots (real physics films)."""
+    """The shipped model's training table: 80 simulated series x 8 snapshots (real physics films)."""
     from generator.model_info import read_model_record
 
     return read_model_record("default").descriptor_table
@@ -115,3 +115,22 @@ def test_fitted_once_per_table_content(training_table):
     assert posterior_for_model("default") is posterior_for_table(training_table)
     with pytest.raises(InvalidInputError, match="no training-descriptor table"):
         posterior_for_table(None)
+
+
+def test_nested_calibration_scores_folds_as_new_series(training_table):
+    """Out-of-fold residuals describe fold models worse than the final one: their regions are wider and over-cover.
+
+    The nested calibration scores each fold of series with a whole posterior fitted without it, as a new
+    series is scored; its radius is smaller and its held-out coverage nearer the level.
+    """
+    held = training_table["series"] % 3 == 1
+    fit, test = training_table[~held].reset_index(drop=True), training_table[held].reset_index(drop=True)
+    truth = test[list(RECIPE)].to_numpy()
+    nested = RecipePosterior.fit(fit, n_estimators=40, seed=1)
+    old = RecipePosterior.fit(fit, n_estimators=40, seed=1, calibration="out_of_fold")
+    np.testing.assert_allclose(nested.predict(test).mean, old.predict(test).mean)  # same location, other radius
+    assert nested.radius < old.radius
+    miss = {name: abs(p.predict(test).contains(truth).mean() - p.level) for name, p in (("nested", nested), ("old", old))}
+    assert miss["nested"] < miss["old"], miss
+    with pytest.raises(InvalidInputError, match="calibration"):
+        RecipePosterior.fit(fit, calibration="bogus")
