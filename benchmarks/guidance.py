@@ -15,17 +15,32 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
 RESULTS = Path(__file__).resolve().parent / "results" / "guidance.json"
 
 
-def main() -> None:
+def validation_conditions(model: str, names: list[str], n: int, seed: int = 0) -> np.ndarray:
+    """``(n, K)`` rows of columns ``names`` of a bundle's validation series (``split_by_series`` as in its training), seeded."""
     from generator.checkpoint import read_bundle, tensor_to_table
     from generator.data.dataset import split_by_series
+
+    bundle = read_bundle(model)
+    table = tensor_to_table(bundle["descriptor_table"])
+    data_cfg = bundle["configs"]["training"]["data"]
+    _, val_idx = split_by_series(table["series"].to_numpy(), data_cfg["val_fraction"], seed=data_cfg["seed"])
+    rows = np.random.default_rng(seed).choice(val_idx, size=min(n, len(val_idx)), replace=False)
+    return table.iloc[rows][names].to_numpy(float)
+
+
+def main() -> None:
     from generator.data.from_volume import parse_shape
     from generator.descriptors import compute_batch
     from generator.loading import load_generator
@@ -42,20 +57,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
 
-    bundle = read_bundle(args.model)
-    table = tensor_to_table(bundle["descriptor_table"])
-    data_cfg = bundle["configs"]["training"]["data"]
-    _, val_idx = split_by_series(table["series"].to_numpy(), data_cfg["val_fraction"], seed=data_cfg["seed"])
     gen = load_generator(args.model)
     names = gen.condition_names
-    rows = np.random.default_rng(args.seed).choice(val_idx, size=min(args.n, len(val_idx)), replace=False)
-    requested = table.iloc[rows][names].to_numpy(float)
+    requested = validation_conditions(args.model, names, args.n, args.seed)
     results = []
     for steps in (int(s) for s in args.steps.split(",")):
         for g in (float(v) for v in args.guidance.split(",")):
             t0, c0 = time.perf_counter(), time.process_time()
             res = gen.generate(requested, sampler="dpm++", steps=steps, guidance=g, seed=args.seed, batch_size=8, size=size)
-            wall, cpu = (time.perf_counter() - t0) / len(rows), (time.process_time() - c0) / len(rows)
+            wall, cpu = (time.perf_counter() - t0) / len(requested), (time.process_time() - c0) / len(requested)
             measured = np.array([[d[k] for k in names] for d in compute_batch(list(res.labels), n_jobs=1)])
             r2 = {k: float(1 - ((measured[:, j] - requested[:, j]) ** 2).sum() / ((requested[:, j] - requested[:, j].mean()) ** 2).sum())
                   for j, k in enumerate(names)}
@@ -64,7 +74,7 @@ def main() -> None:
             print(f"dpm++-{steps} guidance {g:g}: " + "  ".join(f"{k} R² {r2[k]:.3f} (bias {bias[k]:+.4f})" for k in names)
                   + f"  {wall:.2f} s/film", flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"model": str(args.model), "size": list(res.labels.shape[1:]), "n_conditions": len(rows),
+    RESULTS.write_text(json.dumps({"model": str(args.model), "size": list(res.labels.shape[1:]), "n_conditions": len(requested),
                                    "conditions_from": "validation series of the training run", "results": results}, indent=2))
     print(f"wrote {RESULTS}")
 

@@ -1,0 +1,187 @@
+"""Where a generator's conditioning error comes from, and what sampling-time fixes buy.
+
+The model card's R² of measured against requested says *how much* the films miss; this says *why*,
+on a bundle's validation series (never the card's held-out films):
+
+1. **Per-sample noise or a condition-specific error?** Every condition is generated with two noise
+   seeds. Half the variance of the seed-to-seed difference is the per-sample noise; the rest of the
+   residual variance (measured - requested) is an error the model makes at that condition whatever
+   the noise, i.e. what a better denoiser (or more data there) must fix.
+2. **Does the feature predictor see it?** R² of the feature predictor's output on the sampled latents
+   against the requested and against the measured values.
+3. **Feature-predictor guidance** (``--fp-guidance``): at each DPM-Solver++ step the predicted clean
+   latent ``x0`` takes a gradient step of size ``λ`` on the squared normalised error of the feature
+   predictor's conditions, from the fraction ``--fp-start`` of the steps on; the model output is
+   rebuilt from the moved ``x0``.
+4. **Condition recalibration** (``--recalibrate M``): the response is measured on ``M`` generated films
+   at *training* conditions, a Gaussian process learns the condition to ask for to get a measured
+   value, and the validation conditions are generated with it.
+
+    python benchmarks/conditioning_error.py --model generator/pretrained/default.pt --size 64x64x64 -n 64 \\
+        --fp-guidance 2,10 --recalibrate 480 --threads 2
+
+Prints tables and writes ``benchmarks/results/conditioning_error.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from guidance import validation_conditions  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "conditioning_error.json"
+
+
+def r2(measured: np.ndarray, requested: np.ndarray) -> list[float]:
+    """Per-column R² of ``measured`` against ``requested`` ``(n, K)``."""
+    ss = ((requested - requested.mean(axis=0)) ** 2).sum(axis=0)
+    return (1 - ((measured - requested) ** 2).sum(axis=0) / ss).tolist()
+
+
+def fp_guided_latents(gen, requested: np.ndarray, size, *, lam: float, start: float, seed: int, batch_size: int = 8) -> torch.Tensor:  # noqa: ANN001
+    """DPM-Solver++ latents with classifier-free guidance and feature-predictor ``x0`` guidance of step ``lam``."""
+    from generator.diffusion.sampling import guided_output
+    from generator.diffusion.schedulers import make_scheduler
+
+    sampler, steps, guidance = gen.resolve_sampling(None, None, None)
+    fp = gen.feature_predictor.__self__
+    idx = [gen.attribute_names.index(n) for n in gen.condition_names]
+    context = torch.as_tensor((requested - gen.context_mean) / gen.context_std, dtype=torch.float32)
+    target = (torch.as_tensor(requested, dtype=torch.float32) - fp.mean[idx].detach()) / fp.std[idx].detach()
+    latent_shape = gen.latent_shape_for(size)
+    noise = torch.randn((len(requested), *latent_shape), generator=torch.Generator().manual_seed(seed))
+    v_prediction = gen.schedule.prediction_type == "v_prediction"
+    out_latents = []
+    for s in range(0, len(requested), batch_size):
+        scheduler = make_scheduler(sampler, gen.schedule)
+        scheduler.set_timesteps(steps)
+        x = noise[s:s + batch_size] * scheduler.init_noise_sigma
+        c, goal = context[s:s + batch_size], target[s:s + batch_size]
+        for i, t in enumerate(scheduler.timesteps):
+            tt = torch.full((x.shape[0],), int(t), dtype=torch.long)
+            with torch.inference_mode():
+                out = guided_output(gen.denoiser, scheduler.scale_model_input(x, t), tt, c, guidance).clone()
+            if lam > 0 and i >= start * len(scheduler.timesteps):
+                a = scheduler.alphas_cumprod[int(t)].float()
+                x0 = (a.sqrt() * x - (1 - a).sqrt() * out) if v_prediction else (x - (1 - a).sqrt() * out) / a.sqrt()
+                x0 = x0.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    (grad,) = torch.autograd.grad(((fp(x0)[:, idx] - goal) ** 2).sum(), x0)
+                x0 = x0.detach() - lam * grad
+                eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+                out = a.sqrt() * eps - (1 - a).sqrt() * x0 if v_prediction else eps
+            x = scheduler.step(out, t, x).prev_sample
+        out_latents.append(x)
+    return torch.cat(out_latents)
+
+
+def main() -> None:
+    from generator.checkpoint import read_bundle, tensor_to_table
+    from generator.data.dataset import split_by_series
+    from generator.data.from_volume import parse_shape
+    from generator.descriptors import compute_batch
+    from generator.loading import load_generator
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="generator/pretrained/default.pt")
+    parser.add_argument("--size", default=None, help="film size XxYxZ (default: the model's)")
+    parser.add_argument("-n", type=int, default=64, help="validation conditions")
+    parser.add_argument("--fp-guidance", default="", help="comma list of feature-predictor guidance steps λ")
+    parser.add_argument("--fp-start", type=float, default=0.0, help="fraction of the steps after which the fp guidance acts")
+    parser.add_argument("--recalibrate", type=int, default=0, help="films at training conditions to learn a recalibration from")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS), help="JSON file to write")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
+    gen = load_generator(args.model)
+    names = gen.condition_names
+    sampling = gen.resolve_sampling(None, None, None)
+    requested = validation_conditions(args.model, names, args.n, 0)
+
+    def measure(labels: np.ndarray) -> np.ndarray:
+        return np.array([[d[k] for k in names] for d in compute_batch(list(labels), n_jobs=args.threads)])
+
+    t0 = time.perf_counter()
+    runs = [gen.generate(requested, seed=seed, batch_size=8, size=size) for seed in (0, 1)]
+    measured = [measure(r.labels) for r in runs]
+    shape = list(runs[0].labels.shape[1:])
+    residual = measured[0] - requested
+    noise_var = ((measured[0] - measured[1]) ** 2).mean(axis=0) / 2  # per-sample noise variance (two seeds)
+    fp_pred = np.column_stack([runs[0].predicted[n] for n in names])
+    report: dict = {
+        "model": args.model, "size": shape, "n_conditions": len(requested), "sampling": list(sampling),
+        "conditions_from": "validation series of the training run",
+        "r2": dict(zip(names, r2(measured[0], requested))),
+        "r2_second_seed": dict(zip(names, r2(measured[1], requested))),
+        "residual_sd": dict(zip(names, residual.std(axis=0).tolist())),
+        "per_sample_noise_sd": dict(zip(names, np.sqrt(noise_var).tolist())),
+        "noise_share_of_residual_variance": dict(zip(names, (noise_var / (residual**2).mean(axis=0)).tolist())),
+        "fp_r2_vs_requested": dict(zip(names, r2(fp_pred, requested))),
+        "fp_r2_vs_measured": dict(zip(names, r2(fp_pred, measured[0]))),
+        "seconds_two_seeds": time.perf_counter() - t0,
+    }
+    print(f"{args.model}: {len(requested)} validation conditions, films {shape}, {sampling}")
+    print(f"{'':34}" + "".join(f"{n:>16}" for n in names))
+    for key in ("r2", "r2_second_seed", "residual_sd", "per_sample_noise_sd", "noise_share_of_residual_variance",
+                "fp_r2_vs_requested", "fp_r2_vs_measured"):
+        print(f"{key:34}" + "".join(f"{report[key][n]:16.4f}" for n in names), flush=True)
+
+    report["r2_mean_of_seeds"] = {n: (report["r2"][n] + report["r2_second_seed"][n]) / 2 for n in names}
+    print(f"{'r2_mean_of_seeds':34}" + "".join(f"{report['r2_mean_of_seeds'][n]:16.4f}" for n in names), flush=True)
+    report["fp_guidance"] = []
+    for lam in (float(v) for v in args.fp_guidance.split(",") if v.strip()):
+        per_seed = []
+        for seed in (0, 1):
+            z = fp_guided_latents(gen, requested, size, lam=lam, start=args.fp_start, seed=seed)
+            per_seed.append(r2(measure(gen.decode(z)), requested))
+        with torch.inference_mode():
+            p = gen.feature_predictor(z).numpy()[:, [gen.attribute_names.index(n) for n in names]]
+        mean = np.mean(per_seed, axis=0)
+        row = {"lambda": lam, "start": args.fp_start, "r2_mean_of_seeds": dict(zip(names, mean.tolist())),
+               "r2_per_seed": [dict(zip(names, r)) for r in per_seed], "fp_r2_vs_requested": dict(zip(names, r2(p, requested)))}
+        report["fp_guidance"].append(row)
+        print(f"fp guidance λ={lam:g} from {args.fp_start:g}: measured R² (mean of 2 seeds) "
+              + " ".join(f"{n} {row['r2_mean_of_seeds'][n]:.3f}" for n in names)
+              + "; fp R² vs requested " + " ".join(f"{row['fp_r2_vs_requested'][n]:.3f}" for n in names), flush=True)
+
+    if args.recalibrate:
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        bundle = read_bundle(args.model)
+        table = tensor_to_table(bundle["descriptor_table"])
+        data_cfg = bundle["configs"]["training"]["data"]
+        train_idx, _ = split_by_series(table["series"].to_numpy(), data_cfg["val_fraction"], seed=data_cfg["seed"])
+        rows = np.random.default_rng(1).choice(train_idx, size=min(args.recalibrate, len(train_idx)), replace=False)
+        asked = table.iloc[rows][names].to_numpy(float)
+        got = measure(gen.generate(asked, seed=1, batch_size=8, size=size).labels)
+        kernel = ConstantKernel() * RBF(np.ones(len(names))) + WhiteKernel()
+        inverse = make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=True)).fit(got, asked - got)
+        corrected = requested + inverse.predict(requested)
+        m = measure(gen.generate(corrected, seed=0, batch_size=8, size=size, allow_extrapolation=True).labels)
+        report["recalibration"] = {"n_fit_films": len(asked), "r2_fit_films": dict(zip(names, r2(got, asked))),
+                                   "r2": dict(zip(names, r2(m, requested)))}
+        print(f"recalibrated on {len(asked)} films at training conditions: measured R² "
+              + " ".join(f"{n} {report['recalibration']['r2'][n]:.3f}" for n in names), flush=True)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
