@@ -124,6 +124,11 @@ def crops_of(films: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                            for j in range(0, films.shape[2] - sy + 1, sy)])
 
 
+def _feature_guidance(report: dict) -> float:
+    """The model's default feature-predictor guidance step (0 when the bundle has none)."""
+    return float(report.get("sampling_defaults", {}).get("feature_guidance") or 0.0)
+
+
 def _generate_job(model: str, conditions: np.ndarray, sampler: str, steps: int, guidance: float, seed: int, batch_size: int) -> dict:
     """Worker: generate and measure; returns labels-free results plus timings."""
     torch.set_num_threads(1)
@@ -319,7 +324,7 @@ def run(args: argparse.Namespace) -> dict:
     reference = grey_to_labels(np.stack([eval_set[int(i)][0][0].numpy() for i in nearest]), n_phases)
     report["fixed_condition"] = {
         "condition": dict(zip(names, fixed.tolist())), "n_samples": args.n_spread,
-        "sampler": f"dpm++-25, guidance {report['sampling_defaults']['guidance']:g}",
+        "sampler": f"dpm++-25, guidance {report['sampling_defaults']['guidance']:g}, feature guidance {_feature_guidance(report):g}",
         "measured_mean": dict(zip(names, spread["measured"].mean(axis=0).tolist())),
         "measured_std": dict(zip(names, spread["measured"].std(axis=0).tolist())),
         "diversity_generated": mean_pairwise_difference(spread["labels"]),
@@ -459,6 +464,7 @@ def write_card(report: dict, path: Path) -> None:
         "with the GraSPI-exact descriptors. R² of measured against requested, its bootstrap 95 % interval over the",
         "conditions in square brackets and the MAE in round ones; seconds per film on one thread of this CPU (wall / CPU),"
         " the whole `generate` call (sampling, decoding, feature predictor).",
+        f"Every row with the model's feature-predictor guidance (step {_feature_guidance(report):g}; 0: off).",
         "",
         "| sampler | guidance | " + " | ".join(names) + " | s/film wall | s/film CPU | plot |",
         "|---|---|" + "---|" * len(names) + "---|---|---|",
@@ -531,7 +537,7 @@ def headline(report: dict) -> dict:
     head = {
         "measured on": (f"{report['n_val_samples']} held-out physics films ({report['n_val_series']} fresh series)"
                         if report.get("held_out") else f"{report['n_val_samples']} validation volumes ({report['n_val_series']} series)"),
-        "sampler": f"{fast['sampler']}-{fast['steps']}, guidance {fast['guidance']:g}",
+        "sampler": f"{fast['sampler']}-{fast['steps']}, guidance {fast['guidance']:g}, feature guidance {_feature_guidance(report):g}",
         **{f"R² {name}": round(v, 3) for name, v in fast["r2"].items()},
         "seconds per film (one thread)": round(fast["wall_s_per_sample"], 2),
         "max std at a fixed condition": round(max(fc["measured_std"].values()), 4),

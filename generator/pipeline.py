@@ -30,7 +30,7 @@ from generator.diffusion import (
     make_scheduler,
     sample_latents,
 )
-from generator.diffusion.settings import resolve_sampling
+from generator.diffusion.settings import resolve_feature_guidance, resolve_sampling
 from generator.errors import InvalidInputError
 from generator.levels import check_threshold, labels_from_grey
 from generator.physics.recipes import RECIPE_NAMES  # noqa: F401  (the recipe attributes a feature predictor may output)
@@ -361,12 +361,13 @@ class Generator:
         prefix: str = "--",
         n_name: str | None = None,
         size: Sequence[int] | None = None,
+        feature_guidance: float | None = None,
     ) -> None:
         """Check the settings of :meth:`generate` before any work (or any file) is done.
 
         Parameters
         ----------
-        n, sampler, steps, guidance, seed, batch_size
+        n, sampler, steps, guidance, seed, batch_size, feature_guidance
             As for :meth:`generate`.
         prefix
             Put before each setting's name in messages (``--`` for options,
@@ -380,7 +381,8 @@ class Generator:
         ------
         InvalidInputError
             An unknown sampler, a step count outside ``[1, num_train_timesteps]``,
-            a non-finite or negative guidance, a bad seed, a count below 1, or
+            a non-finite or negative guidance, feature guidance on a model whose
+            feature predictor does not output its conditions, a bad seed, a count below 1, or
             ``n`` volumes that cannot fit in this machine's memory, or a film size this model cannot make.
         """
         sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
@@ -407,6 +409,12 @@ class Generator:
         if not whole(steps) or not 1 <= steps <= top:
             raise InvalidInputError(f"{name('steps')}: must lie in [1, {top}] for this model, got {steps!r}")
         check_finite(guidance, name("guidance"), minimum=0.0)
+        feature_guidance = resolve_feature_guidance(feature_guidance, self.sampling_defaults)
+        check_finite(feature_guidance, name("feature_guidance"), minimum=0.0)
+        absent = [c for c in self.condition_names if c not in self.attribute_names]
+        if feature_guidance > 0 and (absent or not self.condition_names):
+            raise InvalidInputError(f"{name('feature_guidance')}: this model's feature predictor does not output "
+                                    + (f"the condition {absent[0]!r}" if absent else "any condition (unconditional model)"))
         check_seed(seed, name("seed"))
         latent_shape = self.latent_shape_for(size)
         scale = float(np.prod(self.volume_shape)) / float(np.prod(self.latent_shape[1:]))
@@ -415,6 +423,27 @@ class Generator:
         # kept for all n: labels (uint8) and latents + their noise (float32); one batch of decoder activations
         per_volume = voxels + 8 * latent
         check_memory(n * per_volume + min(n, batch_size) * 64 * voxels, f"{name('n')} {n}")
+
+    def feature_guidance_gradient(self, conditions: np.ndarray) -> Callable[[torch.Tensor, slice], torch.Tensor]:
+        """The ``x0_guidance`` of :func:`generator.diffusion.sample_latents` for raw conditions ``(n, K)``.
+
+        ``gradient(x0 (B, C, x, y, z), rows) -> (B, C, x, y, z)``: the gradient at ``x0`` of
+        ``sum(((fp(x0)[:, conditions] - conditions[rows]) / std) ** 2)``, ``std`` the training std of
+        each condition (:attr:`context_std`), times the film's volume over the training films' (a
+        descriptor averages over the film, so each voxel's gradient shrinks as the film grows: the
+        factor keeps one guidance step the same at every size).
+        """
+        columns = [self.attribute_names.index(name) for name in self.condition_names]
+        target = torch.tensor(np.asarray(conditions, dtype=np.float32), device=self.device)
+        std = torch.tensor(np.asarray(self.context_std, dtype=np.float32), device=self.device)
+        voxels_per_latent = float(np.prod(self.volume_shape)) / float(np.prod(self.latent_shape[1:]))
+        training_voxels = float(np.prod(self.training_shape))
+
+        def gradient(x0: torch.Tensor, rows: slice) -> torch.Tensor:
+            loss = (((self.feature_predictor(x0)[:, columns] - target[rows]) / std) ** 2).sum()
+            return torch.autograd.grad(loss, x0)[0] * (float(np.prod(x0.shape[2:])) * voxels_per_latent / training_voxels)
+
+        return gradient
 
     @torch.inference_mode()
     def predict(self, latents: torch.Tensor) -> dict[str, np.ndarray]:
@@ -446,6 +475,7 @@ class Generator:
         phase_levels=None,
         raw: bool = False,
         settings: SamplingSettings | None = None,
+        feature_guidance: float | None = None,
     ) -> GenerationResult:
         """Generate ``n`` volumes for the given conditions.
 
@@ -477,8 +507,13 @@ class Generator:
         raw
             Keep the decoder's grey field in :attr:`GenerationResult.grey`.
         settings
-            Sampler, steps and guidance as one validated object (a study's
-            ``[generation]``); ``sampler``, ``steps``, ``guidance`` given as well take precedence.
+            Sampler, steps, guidance and feature guidance as one validated object (a study's
+            ``[generation]``); ``sampler``, ``steps``, ``guidance``, ``feature_guidance`` given as well take precedence.
+        feature_guidance
+            Step of the feature-predictor guidance (``0``: off; ``None``: the model's default): over
+            the second half of the solver steps the predicted clean latent moves down the gradient of
+            the feature predictor's squared error of the requested conditions, in training stds
+            (:func:`generator.diffusion.sample_latents`, ``x0_guidance``).
 
         Returns
         -------
@@ -488,10 +523,12 @@ class Generator:
             sampler = settings.sampler if sampler is None else sampler
             steps = settings.steps if steps is None else steps
             guidance = settings.guidance if guidance is None else guidance
+            feature_guidance = settings.feature_guidance if feature_guidance is None else feature_guidance
         sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
         count = (1 if n is None else n) if isinstance(conditions, Mapping) else len(np.atleast_2d(np.asarray(conditions)))
         self.check_sampling(n=count, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size, prefix="",
-                            size=size)
+                            size=size, feature_guidance=feature_guidance)
+        feature_guidance = resolve_feature_guidance(feature_guidance, self.sampling_defaults)
         matrix = self.condition_matrix(conditions, n)
         latent_shape = self.latent_shape_for(size)
         if not allow_extrapolation:
@@ -506,6 +543,7 @@ class Generator:
         noise = torch.randn((total, *latent_shape), generator=rng)
         labels, latents, predicted, greys = [], [], [], []
         scheduler = make_scheduler(sampler, self.schedule)  # once per call; each batch sets its time steps again
+        x0_guidance = self.feature_guidance_gradient(matrix) if feature_guidance > 0 else None
         with tqdm(total=total, desc="generating", unit="sample", disable=not progress) as bar:
             for start in range(0, total, batch_size):
                 stop = min(start + batch_size, total)
@@ -520,6 +558,9 @@ class Generator:
                     schedule=self.schedule,
                     noise=noise[start:stop].to(self.device),
                     scheduler=scheduler,
+                    x0_guidance=x0_guidance,
+                    x0_guidance_scale=feature_guidance,
+                    batch=slice(start, stop),
                 )
                 grey = self.decode_grey(z) if (raw or cut) else None
                 labels.append(labels_from_grey(grey, self.n_phases, threshold=threshold, levels=phase_levels) if cut else self.decode(z))

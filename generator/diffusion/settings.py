@@ -30,6 +30,11 @@ class SamplingSettings(BaseModel):
         checked by :meth:`generator.pipeline.Generator.check_sampling`).
     guidance
         Classifier-free guidance scale, at least 0; ``1.0`` is plain conditional sampling.
+    feature_guidance
+        Feature-predictor guidance, at least 0 (``0``: off): over the second half
+        of the steps the predicted clean latent takes a gradient step of this size
+        on the feature predictor's squared error of the requested conditions (in
+        training stds); see :func:`generator.diffusion.sampling.sample_latents`.
 
     Raises
     ------
@@ -42,6 +47,8 @@ class SamplingSettings(BaseModel):
     sampler: str | None = Field(default=None, description="diffusion sampler (None: the model's default, `microdesign info`)")
     steps: int | None = Field(default=None, ge=1, description="solver steps (None: the model's default)")
     guidance: float | None = Field(default=None, ge=0, description="classifier-free guidance (None: the model's default)")
+    feature_guidance: float | None = Field(default=None, ge=0,
+                                           description="feature-predictor guidance step, 0 off (None: the model's default)")
 
     @field_validator("sampler")
     @classmethod
@@ -56,7 +63,8 @@ class SamplingSettings(BaseModel):
     def resolved(self, defaults: SamplingSettings | Mapping[str, Any] | None = None) -> SamplingSettings:
         """These settings with every ``None`` filled in: from ``defaults`` (a model's), then :data:`DEFAULT_SAMPLING`."""
         sampler, steps, guidance = resolve_sampling(self.sampler, self.steps, self.guidance, defaults)
-        return SamplingSettings(sampler=sampler, steps=steps, guidance=guidance)
+        return SamplingSettings(sampler=sampler, steps=steps, guidance=guidance,
+                                feature_guidance=resolve_feature_guidance(self.feature_guidance, defaults))
 
     def scheduler(self, schedule: NoiseSchedule | None = None) -> SchedulerMixin:
         """A fresh diffusers scheduler of :attr:`sampler` on ``schedule`` (settings :meth:`resolved` first)."""
@@ -64,7 +72,7 @@ class SamplingSettings(BaseModel):
 
 
 #: How latents are sampled when neither the call nor the model says otherwise.
-DEFAULT_SAMPLING = SamplingSettings(sampler="dpm++", steps=25, guidance=1.0)
+DEFAULT_SAMPLING = SamplingSettings(sampler="dpm++", steps=25, guidance=1.0, feature_guidance=0.0)
 
 
 def resolve_sampling(sampler: str | None, steps: int | None, guidance: float | None,
@@ -82,3 +90,12 @@ def resolve_sampling(sampler: str | None, steps: int | None, guidance: float | N
         return getattr(DEFAULT_SAMPLING, name) if value is None else value
 
     return str(pick("sampler", sampler)), pick("steps", steps), pick("guidance", guidance)
+
+
+def resolve_feature_guidance(value: float | None, defaults: SamplingSettings | Mapping[str, Any] | None = None) -> float:
+    """The feature-predictor guidance step: ``value``, else ``defaults``' (a model's), else :data:`DEFAULT_SAMPLING`'s (0, off)."""
+    given = defaults.model_dump() if isinstance(defaults, SamplingSettings) else dict(defaults or {})
+    for candidate in (value, given.get("feature_guidance"), DEFAULT_SAMPLING.feature_guidance):
+        if candidate is not None:
+            return float(candidate)
+    return 0.0

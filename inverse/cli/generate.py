@@ -77,6 +77,7 @@ def generate(
     sampler: Annotated[Optional[str], typer.Option(help="Sampler: ddpm, ddim or dpm++ (default: the model's, see `microdesign info`).", show_default=False)] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).", show_default=False)] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Classifier-free guidance scale, 1.0: plain conditional sampling (default: the model's).", show_default=False)] = None,
+    feature_guidance: Annotated[Optional[float], typer.Option(help="Feature-predictor guidance step, 0: off (default: the model's).", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same volumes.")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Volumes per network batch.")] = 16,
     allow_extrapolation: Annotated[bool, typer.Option("--allow-extrapolation", help="Sample conditions outside the training range.")] = False,
@@ -106,6 +107,7 @@ def generate(
     from generator.conditions import parse_range
     from generator.data.from_volume import parse_shape
     from generator.descriptors import compute_batch
+    from generator.diffusion.settings import resolve_feature_guidance
     from generator.io import atomic_path
     from generator.io.volumes import write_volume
     from generator.levels import PhaseLevels, labels_from_grey
@@ -126,7 +128,8 @@ def generate(
     # sampler, steps, guidance, seed, counts, film size and memory, all before the output folder is made
     sampler, steps, guidance = generator.resolve_sampling(sampler, steps, guidance)
     generator.check_sampling(n=16 if n is None else n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                             batch_size=batch_size, size=film_size)
+                             batch_size=batch_size, size=film_size, feature_guidance=feature_guidance)
+    feature_guidance = resolve_feature_guidance(feature_guidance, generator.sampling_defaults)
     generator.check_decoding(threshold, levels)
     if raw and generator.grey_decoder is None:
         raise InvalidInputError("--raw: this model has no grey-field decoder")
@@ -156,7 +159,7 @@ def generate(
     if not allow_extrapolation:
         generator.check_ranges(matrix)
     result = generator.generate(
-        matrix, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size,
+        matrix, sampler=sampler, steps=steps, guidance=guidance, feature_guidance=feature_guidance, seed=seed, batch_size=batch_size,
         progress=True, allow_extrapolation=True, threshold=threshold, phase_levels=levels, raw=raw, size=film_size,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -192,7 +195,7 @@ def generate(
         "condition_ranges": {k: list(v) for k, v in ranges.items()}, "completed": completed,
         "complete_method": complete if completed else None,
         "from_dataset": str(from_dataset) if from_dataset is not None else None, "n": len(result), "sampler": sampler,
-        "steps": steps, "guidance": guidance, "seed": seed, "allow_extrapolation": allow_extrapolation,
+        "steps": steps, "guidance": guidance, "feature_guidance": feature_guidance, "seed": seed, "allow_extrapolation": allow_extrapolation,
         "threshold": threshold, "phase_levels": levels.to_list() if levels is not None else None, "raw": raw,
         "volume_shape": list(result.labels.shape[1:]), "n_phases": generator.n_phases,
     }

@@ -95,3 +95,31 @@ def test_bad_arguments():
         sample_latents(den, (1, 1, 2, 2, 2), None, steps=0)
     with pytest.raises(InvalidInputError, match="context"):
         sample_latents(den, (2, 1, 2, 2, 2), torch.zeros(3, 1))
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_x0_guidance_moves_the_prediction_and_zero_changes_nothing(prediction_type):
+    """The ``x0`` correction is applied through the model output, so every sampler follows it."""
+    from generator.diffusion.sampling import model_output_to_x0, x0_to_model_output
+
+    schedule = NoiseSchedule(prediction_type=prediction_type)
+    x, out, a = torch.randn(3, 2, 2, 2, 2), torch.randn(3, 2, 2, 2, 2), torch.tensor(0.3)
+    torch.testing.assert_close(model_output_to_x0(x0_to_model_output(out, x, a, prediction_type), x, a, prediction_type), out)
+    den = gaussian_denoiser(schedule)
+    context = torch.full((SHAPE[0], 1), 1.5)
+    run = {"seen": []}
+
+    def pull_to_zero(x0: torch.Tensor, rows: slice) -> torch.Tensor:  # gradient of 0.5 |x0|^2
+        run["seen"].append(rows)
+        return torch.autograd.grad(0.5 * (x0**2).sum(), x0)[0]
+
+    def sample(**kw):
+        return sample_latents(den, SHAPE, context, sampler="dpm++", steps=10, generator=torch.Generator().manual_seed(0),
+                              schedule=schedule, **kw)
+
+    plain = sample()
+    torch.testing.assert_close(sample(x0_guidance=pull_to_zero, x0_guidance_scale=0.0), plain)
+    assert run["seen"] == []  # scale 0: never called
+    pulled = sample(x0_guidance=pull_to_zero, x0_guidance_scale=0.5, batch=slice(4, 4 + SHAPE[0]))
+    assert len(run["seen"]) == 5 and run["seen"][0] == slice(4, 4 + SHAPE[0])  # the second half of 10 steps, rows passed on
+    assert pulled.abs().mean() < 0.8 * plain.abs().mean()  # towards the guidance's minimum at 0 (the data mean is 1.5)

@@ -26,10 +26,16 @@ def test_settings_are_checked_when_made():
 
 
 def test_defaults_are_set_in_one_place():
-    assert DEFAULT_SAMPLING == SamplingSettings(sampler="dpm++", steps=25, guidance=1.0)
+    assert DEFAULT_SAMPLING == SamplingSettings(sampler="dpm++", steps=25, guidance=1.0, feature_guidance=0.0)
     assert pipeline.SAMPLING_DEFAULTS == DEFAULT_SAMPLING.model_dump()
     assert SamplingSettings().resolved() == DEFAULT_SAMPLING
-    assert SamplingSettings(steps=4).resolved({"sampler": "ddim", "steps": 50}) == SamplingSettings(sampler="ddim", steps=4, guidance=1.0)
+    assert SamplingSettings(steps=4).resolved({"sampler": "ddim", "steps": 50}) == SamplingSettings(sampler="ddim", steps=4, guidance=1.0,
+                                                                                                     feature_guidance=0.0)
+    # a model's feature guidance (a bundle's sampling_defaults) is taken unless the call gives its own
+    assert SamplingSettings().resolved({"feature_guidance": 100.0}).feature_guidance == 100.0
+    assert SamplingSettings(feature_guidance=0.0).resolved({"feature_guidance": 100.0}).feature_guidance == 0.0
+    with pytest.raises(ValueError):
+        SamplingSettings(feature_guidance=-1.0)
     assert resolve_sampling(None, None, 2.0, {"steps": 10}) == ("dpm++", 10, 2.0)
 
 
