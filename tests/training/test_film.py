@@ -65,7 +65,7 @@ def test_info_reports_sizes_data_and_training_time(periodic_bundle):
 
 def test_the_bundle_carries_its_sampling_defaults(periodic_bundle):
     gen = load_generator(periodic_bundle)
-    assert gen.sampling_defaults == {"sampler": "dpm++", "steps": 4, "guidance": 1.5}
+    assert gen.sampling_defaults == {"sampler": "dpm++", "steps": 4, "guidance": 1.5, "feature_guidance": 0.0}
     conditions = {name: float(np.mean(gen.condition_ranges[name])) for name in gen.condition_names}
     implicit = gen.generate(conditions, n=1, seed=2, size=(32, 32, 16))
     explicit = gen.generate(conditions, n=1, seed=2, size=(32, 32, 16), sampler="dpm++", steps=4, guidance=1.5)
