@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--feature-guidance", type=float, default=None, help="feature-predictor guidance step (default: the model's)")
+    parser.add_argument("--out", default=str(RESULTS), help="JSON file to write")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
@@ -64,7 +66,8 @@ def main() -> None:
     for steps in (int(s) for s in args.steps.split(",")):
         for g in (float(v) for v in args.guidance.split(",")):
             t0, c0 = time.perf_counter(), time.process_time()
-            res = gen.generate(requested, sampler="dpm++", steps=steps, guidance=g, seed=args.seed, batch_size=8, size=size)
+            res = gen.generate(requested, sampler="dpm++", steps=steps, guidance=g, seed=args.seed, batch_size=8, size=size,
+                               feature_guidance=args.feature_guidance)
             wall, cpu = (time.perf_counter() - t0) / len(requested), (time.process_time() - c0) / len(requested)
             measured = np.array([[d[k] for k in names] for d in compute_batch(list(res.labels), n_jobs=1)])
             r2 = {k: float(1 - ((measured[:, j] - requested[:, j]) ** 2).sum() / ((requested[:, j] - requested[:, j].mean()) ** 2).sum())
@@ -73,10 +76,11 @@ def main() -> None:
             results.append({"steps": steps, "guidance": g, "r2": r2, "bias": bias, "wall_s_per_film": wall, "cpu_s_per_film": cpu})
             print(f"dpm++-{steps} guidance {g:g}: " + "  ".join(f"{k} R² {r2[k]:.3f} (bias {bias[k]:+.4f})" for k in names)
                   + f"  {wall:.2f} s/film", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"model": str(args.model), "size": list(res.labels.shape[1:]), "n_conditions": len(requested),
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"model": str(args.model), "feature_guidance": args.feature_guidance, "size": list(res.labels.shape[1:]), "n_conditions": len(requested),
                                    "conditions_from": "validation series of the training run", "results": results}, indent=2))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

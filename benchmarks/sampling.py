@@ -102,10 +102,11 @@ class PeakMemory:
         return (self.peak - self.base) / 2**20
 
 
-def time_setting(gen: Generator, conditions: np.ndarray, sampler: str, steps: int, args: argparse.Namespace):
+def time_setting(gen: Generator, conditions: np.ndarray, sampler: str, steps: int, args: argparse.Namespace,
+                 feature_guidance: float | None = None):
     """Median wall and CPU seconds per sample over ``args.repeats`` runs (after a warm-up batch), peak memory (MB), last result."""
     kwargs = dict(sampler=sampler, steps=steps, guidance=args.guidance, seed=args.seed, batch_size=args.batch_size,
-                  allow_extrapolation=True, size=args.size)
+                  allow_extrapolation=True, size=args.size, feature_guidance=feature_guidance)
     gen.generate(conditions[: args.batch_size], **{**kwargs, "steps": min(steps, 2)})  # warm-up: allocations, kernels
     times, cpu_times, peaks = [], [], []
     for _ in range(args.repeats):
@@ -156,6 +157,8 @@ def main() -> None:
     parser.add_argument("--settings", default=None, help="comma list of sampler:steps (default ddpm:1000,ddim:50,dpm++:25,dpm++:10)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--size", default=None, help="film size XxYxZ (resizable models; default: the model's)")
+    parser.add_argument("--feature-guidance", default=None,
+                        help="comma list of feature-predictor guidance steps, each timed with every setting (default: the model's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
@@ -168,13 +171,15 @@ def main() -> None:
     device = torch.device(args.device)
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     rows = []
-    for sampler, steps in settings:
+    feature_guidances = [None] if args.feature_guidance is None else [float(v) for v in args.feature_guidance.split(",")]
+    for (sampler, steps), fg in ((s, f) for s in settings for f in feature_guidances):
         steps = min(steps, gen.schedule.num_train_timesteps)
-        seconds, cpu_seconds, peak_mb, result = time_setting(gen, conditions, sampler, steps, args)
+        seconds, cpu_seconds, peak_mb, result = time_setting(gen, conditions, sampler, steps, args, fg)
         scores = accuracy(gen, result, conditions) if trained and not args.random_microgen3d else {}
-        rows.append({"sampler": sampler, "steps": steps, "seconds_per_sample": seconds, "cpu_seconds_per_sample": cpu_seconds,
-                     "peak_memory_mb": peak_mb, "r2": scores})
-        print(f"{sampler}-{steps}: {seconds:.4g} s/sample (CPU {cpu_seconds:.4g} s), peak +{peak_mb:.0f} MB, "
+        fg = gen.sampling_defaults.get("feature_guidance", 0.0) if fg is None else fg
+        rows.append({"sampler": sampler, "steps": steps, "feature_guidance": fg, "seconds_per_sample": seconds,
+                     "cpu_seconds_per_sample": cpu_seconds, "peak_memory_mb": peak_mb, "r2": scores})
+        print(f"{sampler}-{steps} (feature guidance {fg:g}): {seconds:.4g} s/sample (CPU {cpu_seconds:.4g} s), peak +{peak_mb:.0f} MB, "
               f"R² {scores.get('mean', float('nan')):.3f}", flush=True)
     base = rows[0]["seconds_per_sample"]
     for row in rows:
@@ -185,12 +190,12 @@ def main() -> None:
 
     shape = tuple(result.labels.shape[1:])
     table = Table(title=f"sampling: {model_name}, {hardware}, films {'x'.join(map(str, shape))}, n={args.n}, batch {args.batch_size}")
-    for column in ("sampler", "steps", "s / sample", "CPU s / sample", "peak MB", f"speed-up vs {rows[0]['sampler']}-{rows[0]['steps']}",
+    for column in ("sampler", "steps", "feature guidance", "s / sample", "CPU s / sample", "peak MB", f"speed-up vs {rows[0]['sampler']}-{rows[0]['steps']}",
                    "R² mean", *gen.condition_names):
         table.add_column(column, justify="right")
     for row in rows:
         scores = row["r2"]
-        table.add_row(row["sampler"], str(row["steps"]), f"{row['seconds_per_sample']:.4g}", f"{row['cpu_seconds_per_sample']:.4g}",
+        table.add_row(row["sampler"], str(row["steps"]), f"{row['feature_guidance']:g}", f"{row['seconds_per_sample']:.4g}", f"{row['cpu_seconds_per_sample']:.4g}",
                       f"{row['peak_memory_mb']:.0f}", f"{row['speedup_vs_first']:.1f}x",
                       f"{scores.get('mean', float('nan')):.3f}", *(f"{scores.get(name, float('nan')):.3f}" for name in gen.condition_names))
     Console().print(table)
