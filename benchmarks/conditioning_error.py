@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from guidance import validation_conditions  # noqa: E402
+from guidance import validation_setup  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conditioning_error.json"
 
@@ -51,9 +51,7 @@ def r2(measured: np.ndarray, requested: np.ndarray) -> list[float]:
 def main() -> None:
     from generator.checkpoint import read_bundle, tensor_to_table
     from generator.data.dataset import split_by_series
-    from generator.data.from_volume import parse_shape
     from generator.descriptors import compute_batch
-    from generator.loading import load_generator
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="generator/pretrained/default.pt")
@@ -61,15 +59,12 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=64, help="validation conditions")
     parser.add_argument("--fp-guidance", default="", help="comma list of feature-predictor guidance steps λ")
     parser.add_argument("--recalibrate", type=int, default=0, help="films at training conditions to learn a recalibration from")
+    parser.add_argument("--seed", type=int, default=0, help="which validation conditions")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(RESULTS), help="JSON file to write")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
-    gen = load_generator(args.model)
-    names = gen.condition_names
+    gen, names, size, requested = validation_setup(args)
     sampling = gen.resolve_sampling(None, None, None)
-    requested = validation_conditions(args.model, names, args.n, 0)
 
     def measure(labels: np.ndarray) -> np.ndarray:
         return np.array([[d[k] for k in names] for d in compute_batch(list(labels), n_jobs=args.threads)])

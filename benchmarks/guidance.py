@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +40,20 @@ def validation_conditions(model: str, names: list[str], n: int, seed: int = 0) -
     return table.iloc[rows][names].to_numpy(float)
 
 
-def main() -> None:
+def validation_setup(args: argparse.Namespace):  # noqa: ANN201
+    """``(generator, condition names, film size or None, requested (n, K))`` of a benchmark's ``--model``, ``--size``,
+    ``-n``, ``--seed`` and ``--threads`` (torch's thread count is set here)."""
     from generator.data.from_volume import parse_shape
-    from generator.descriptors import compute_batch
     from generator.loading import load_generator
+
+    torch.set_num_threads(args.threads)
+    size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
+    gen = load_generator(args.model)
+    return gen, gen.condition_names, size, validation_conditions(args.model, gen.condition_names, args.n, args.seed)
+
+
+def main() -> None:
+    from generator.descriptors import compute_batch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -56,12 +66,7 @@ def main() -> None:
     parser.add_argument("--feature-guidance", type=float, default=None, help="feature-predictor guidance step (default: the model's)")
     parser.add_argument("--out", default=str(RESULTS), help="JSON file to write")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
-
-    gen = load_generator(args.model)
-    names = gen.condition_names
-    requested = validation_conditions(args.model, names, args.n, args.seed)
+    gen, names, size, requested = validation_setup(args)
     results = []
     for steps in (int(s) for s in args.steps.split(",")):
         for g in (float(v) for v in args.guidance.split(",")):
