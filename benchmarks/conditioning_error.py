@@ -37,20 +37,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from guidance import validation_setup  # noqa: E402
+from guidance import r2_per_column as r2, split_conditions, validation_setup  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "conditioning_error.json"
 
 
-def r2(measured: np.ndarray, requested: np.ndarray) -> list[float]:
-    """Per-column R² of ``measured`` against ``requested`` ``(n, K)``."""
-    ss = ((requested - requested.mean(axis=0)) ** 2).sum(axis=0)
-    return (1 - ((measured - requested) ** 2).sum(axis=0) / ss).tolist()
-
-
 def main() -> None:
-    from generator.checkpoint import read_bundle, tensor_to_table
-    from generator.data.dataset import split_by_series
     from generator.descriptors import compute_batch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,12 +109,7 @@ def main() -> None:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        bundle = read_bundle(args.model)
-        table = tensor_to_table(bundle["descriptor_table"])
-        data_cfg = bundle["configs"]["training"]["data"]
-        train_idx, _ = split_by_series(table["series"].to_numpy(), data_cfg["val_fraction"], seed=data_cfg["seed"])
-        rows = np.random.default_rng(1).choice(train_idx, size=min(args.recalibrate, len(train_idx)), replace=False)
-        asked = table.iloc[rows][names].to_numpy(float)
+        asked = split_conditions(args.model, names, args.recalibrate, seed=1, split="training")
         got = measure(gen.generate(asked, seed=1, batch_size=8, size=size).labels)
         kernel = ConstantKernel() * RBF(np.ones(len(names))) + WhiteKernel()
         inverse = make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=True)).fit(got, asked - got)

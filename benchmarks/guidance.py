@@ -27,17 +27,25 @@ sys.path.insert(0, str(REPO))
 RESULTS = Path(__file__).resolve().parent / "results" / "guidance.json"
 
 
-def validation_conditions(model: str, names: list[str], n: int, seed: int = 0) -> np.ndarray:
-    """``(n, K)`` rows of columns ``names`` of a bundle's validation series (``split_by_series`` as in its training), seeded."""
+def split_conditions(model: str, names: list[str], n: int, seed: int = 0, split: str = "validation") -> np.ndarray:
+    """``(n, K)`` seeded rows of columns ``names`` of a bundle's ``validation`` or ``training`` series
+    (``split_by_series`` as in its training)."""
     from generator.checkpoint import read_bundle, tensor_to_table
     from generator.data.dataset import split_by_series
 
     bundle = read_bundle(model)
     table = tensor_to_table(bundle["descriptor_table"])
     data_cfg = bundle["configs"]["training"]["data"]
-    _, val_idx = split_by_series(table["series"].to_numpy(), data_cfg["val_fraction"], seed=data_cfg["seed"])
-    rows = np.random.default_rng(seed).choice(val_idx, size=min(n, len(val_idx)), replace=False)
+    train_idx, val_idx = split_by_series(table["series"].to_numpy(), data_cfg["val_fraction"], seed=data_cfg["seed"])
+    idx = val_idx if split == "validation" else train_idx
+    rows = np.random.default_rng(seed).choice(idx, size=min(n, len(idx)), replace=False)
     return table.iloc[rows][names].to_numpy(float)
+
+
+def r2_per_column(measured: np.ndarray, requested: np.ndarray) -> list[float]:
+    """Per-column R² of ``measured`` against ``requested`` ``(n, K)``."""
+    ss = ((requested - requested.mean(axis=0)) ** 2).sum(axis=0)
+    return (1 - ((measured - requested) ** 2).sum(axis=0) / ss).tolist()
 
 
 def validation_setup(args: argparse.Namespace):  # noqa: ANN201
@@ -49,7 +57,7 @@ def validation_setup(args: argparse.Namespace):  # noqa: ANN201
     torch.set_num_threads(args.threads)
     size = parse_shape(args.size, "--size", dims=(3,)) if args.size else None
     gen = load_generator(args.model)
-    return gen, gen.condition_names, size, validation_conditions(args.model, gen.condition_names, args.n, args.seed)
+    return gen, gen.condition_names, size, split_conditions(args.model, gen.condition_names, args.n, args.seed)
 
 
 def main() -> None:
@@ -75,8 +83,7 @@ def main() -> None:
                                feature_guidance=args.feature_guidance)
             wall, cpu = (time.perf_counter() - t0) / len(requested), (time.process_time() - c0) / len(requested)
             measured = np.array([[d[k] for k in names] for d in compute_batch(list(res.labels), n_jobs=1)])
-            r2 = {k: float(1 - ((measured[:, j] - requested[:, j]) ** 2).sum() / ((requested[:, j] - requested[:, j].mean()) ** 2).sum())
-                  for j, k in enumerate(names)}
+            r2 = dict(zip(names, r2_per_column(measured, requested)))
             bias = {k: float((measured[:, j] - requested[:, j]).mean()) for j, k in enumerate(names)}
             results.append({"steps": steps, "guidance": g, "r2": r2, "bias": bias, "wall_s_per_film": wall, "cpu_s_per_film": cpu})
             print(f"dpm++-{steps} guidance {g:g}: " + "  ".join(f"{k} R² {r2[k]:.3f} (bias {bias[k]:+.4f})" for k in names)

@@ -125,8 +125,10 @@ def crops_of(films: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _feature_guidance(report: dict) -> float:
-    """The model's default feature-predictor guidance step (0 when the bundle has none)."""
-    return float(report.get("sampling_defaults", {}).get("feature_guidance") or 0.0)
+    """The model's default feature-predictor guidance step (the project default, 0, when the bundle has none)."""
+    from generator.diffusion.settings import resolve_feature_guidance
+
+    return resolve_feature_guidance(None, report.get("sampling_defaults"))
 
 
 def _generate_job(model: str, conditions: np.ndarray, sampler: str, steps: int, guidance: float, seed: int, batch_size: int) -> dict:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from generator.data.from_volume import parse_shape  # noqa: E402
 from generator.descriptors import compute_batch  # noqa: E402
+from generator.diffusion.settings import resolve_feature_guidance  # noqa: E402
 from generator.io import atomic_path  # noqa: E402
 from generator.loading import load_generator  # noqa: E402
 from generator.pipeline import Generator  # noqa: E402
@@ -176,7 +177,7 @@ def main() -> None:
         steps = min(steps, gen.schedule.num_train_timesteps)
         seconds, cpu_seconds, peak_mb, result = time_setting(gen, conditions, sampler, steps, args, fg)
         scores = accuracy(gen, result, conditions) if trained and not args.random_microgen3d else {}
-        fg = gen.sampling_defaults.get("feature_guidance", 0.0) if fg is None else fg
+        fg = resolve_feature_guidance(fg, gen.sampling_defaults)
         rows.append({"sampler": sampler, "steps": steps, "feature_guidance": fg, "seconds_per_sample": seconds,
                      "cpu_seconds_per_sample": cpu_seconds, "peak_memory_mb": peak_mb, "r2": scores})
         print(f"{sampler}-{steps} (feature guidance {fg:g}): {seconds:.4g} s/sample (CPU {cpu_seconds:.4g} s), peak +{peak_mb:.0f} MB, "

@@ -525,10 +525,10 @@ class Generator:
             guidance = settings.guidance if guidance is None else guidance
             feature_guidance = settings.feature_guidance if feature_guidance is None else feature_guidance
         sampler, steps, guidance = self.resolve_sampling(sampler, steps, guidance)
+        feature_guidance = resolve_feature_guidance(feature_guidance, self.sampling_defaults)
         count = (1 if n is None else n) if isinstance(conditions, Mapping) else len(np.atleast_2d(np.asarray(conditions)))
         self.check_sampling(n=count, sampler=sampler, steps=steps, guidance=guidance, seed=seed, batch_size=batch_size, prefix="",
                             size=size, feature_guidance=feature_guidance)
-        feature_guidance = resolve_feature_guidance(feature_guidance, self.sampling_defaults)
         matrix = self.condition_matrix(conditions, n)
         latent_shape = self.latent_shape_for(size)
         if not allow_extrapolation:

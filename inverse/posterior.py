@@ -202,15 +202,12 @@ class RecipePosterior:
     """
 
     def __init__(self, *, features: list[str], x_mean: np.ndarray, x_std: np.ndarray, y_mean: np.ndarray, y_std: np.ndarray,
-                 regressor: Any, neighbours: Any, residuals: np.ndarray, n_neighbours: int, level: float, radius: float,
-                 marginal_radius: np.ndarray, n_series: int, y_min: np.ndarray, y_max: np.ndarray) -> None:
+                 parts: _Parts, level: float, radius: float, marginal_radius: np.ndarray, n_series: int, y_min: np.ndarray,
+                 y_max: np.ndarray) -> None:
         self.features = features
         self.x_mean, self.x_std = x_mean, x_std
         self.y_mean, self.y_std = y_mean, y_std
-        self.regressor = regressor
-        self.neighbours = neighbours
-        self.residuals = residuals
-        self.n_neighbours = n_neighbours
+        self.parts = parts
         self.level = level
         self.radius = radius
         self.marginal_radius = marginal_radius
@@ -297,8 +294,7 @@ class RecipePosterior:
                 joint[test], marginal_scores[test] = inner.scores(x[test], y[test])
         radius = _conformal_quantile(joint, level)
         marginal = np.array([_conformal_quantile(marginal_scores[:, j], level) for j in range(len(RECIPE))])
-        return cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, regressor=parts.regressor,
-                   neighbours=parts.neighbours, residuals=parts.residuals, n_neighbours=parts.n_neighbours, level=float(level),
+        return cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, parts=parts, level=float(level),
                    radius=radius, marginal_radius=marginal, n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
 
     # ------------------------------------------------------------------ prediction
@@ -325,9 +321,7 @@ class RecipePosterior:
             ``n`` rows, raw units.
         """
         x = self._features(descriptors)
-        mean = self.regressor.predict(x).reshape(len(x), -1)
-        _, index = self.neighbours.kneighbors(x, n_neighbors=self.n_neighbours)
-        sigma = _local_covariance(self.residuals, index)
+        mean, sigma = self.parts.locate(x)
         scale = self.radius**2 / stats.chi2.ppf(self.level, df=3)
         s = np.diag(self.y_std)
         cov = scale * (s @ sigma @ s)
@@ -363,7 +357,7 @@ class RecipePosterior:
             residual std along the major axis over the minor axis;
             ``minor``: the non-degenerate unit vector.
         """
-        block = np.cov(self.residuals[:, 1:].T)
+        block = np.cov(self.parts.residuals[:, 1:].T)
         values, vectors = np.linalg.eigh(block)
         major, minor = vectors[:, 1], vectors[:, 0]
         major = major if major[0] >= 0 else -major
@@ -374,7 +368,7 @@ class RecipePosterior:
             "slope": slope,
             "correlation": float(block[0, 1] / np.sqrt(block[0, 0] * block[1, 1])),
             "std_ratio": float(np.sqrt(values[1] / max(values[0], 1e-300))),
-            "residual_std": {n: float(s * sd) for n, s, sd in zip(RECIPE, self.residuals.std(axis=0), self.y_std)},
+            "residual_std": {n: float(s * sd) for n, s, sd in zip(RECIPE, self.parts.residuals.std(axis=0), self.y_std)},
         }
 
     def recipe_error(self, recipe: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -405,10 +399,15 @@ class _Parts:
     residuals: np.ndarray
     n_neighbours: int
 
+    def locate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Standardised location ``(n, 3)`` and local residual covariance ``(n, 3, 3)`` of standardised films ``x`` ``(n, F)``."""
+        _, index = self.neighbours.kneighbors(x, n_neighbors=self.n_neighbours)
+        return self.regressor.predict(x).reshape(len(x), -1), _local_covariance(self.residuals, index)
+
     def scores(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Conformal scores of standardised films ``x`` ``(n, F)`` with true recipes ``y`` ``(n, 3)``, as :meth:`RecipePosterior.predict` sees them."""
-        _, index = self.neighbours.kneighbors(x, n_neighbors=self.n_neighbours)
-        return _scores(y - self.regressor.predict(x).reshape(len(x), -1), _local_covariance(self.residuals, index))
+        mean, sigma = self.locate(x)
+        return _scores(y - mean, sigma)
 
 
 def _fit_parts(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, n_splits: int, n_neighbours: int, n_estimators: int,

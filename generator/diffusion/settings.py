@@ -82,20 +82,16 @@ def resolve_sampling(sampler: str | None, steps: int | None, guidance: float | N
     Given values pass unchecked (their checks, with messages naming the
     setting as the user wrote it, are :meth:`generator.pipeline.Generator.check_sampling`'s).
     """
-    given = defaults.model_dump() if isinstance(defaults, SamplingSettings) else dict(defaults or {})
-
-    def pick(name: str, value: Any) -> Any:
-        if value is None:
-            value = given.get(name)
-        return getattr(DEFAULT_SAMPLING, name) if value is None else value
-
-    return str(pick("sampler", sampler)), pick("steps", steps), pick("guidance", guidance)
+    return str(_pick("sampler", sampler, defaults)), _pick("steps", steps, defaults), _pick("guidance", guidance, defaults)
 
 
 def resolve_feature_guidance(value: float | None, defaults: SamplingSettings | Mapping[str, Any] | None = None) -> float:
     """The feature-predictor guidance step: ``value``, else ``defaults``' (a model's), else :data:`DEFAULT_SAMPLING`'s (0, off)."""
-    given = defaults.model_dump() if isinstance(defaults, SamplingSettings) else dict(defaults or {})
-    for candidate in (value, given.get("feature_guidance"), DEFAULT_SAMPLING.feature_guidance):
-        if candidate is not None:
-            return float(candidate)
-    return 0.0
+    return float(_pick("feature_guidance", value, defaults))
+
+
+def _pick(name: str, value: Any, defaults: SamplingSettings | Mapping[str, Any] | None) -> Any:
+    """``value``, else ``defaults``' setting ``name``, else :data:`DEFAULT_SAMPLING`'s."""
+    if value is None:
+        value = (defaults.model_dump() if isinstance(defaults, SamplingSettings) else dict(defaults or {})).get(name)
+    return getattr(DEFAULT_SAMPLING, name) if value is None else value

@@ -127,9 +127,9 @@ def generate(
     film_size = parse_shape(size, "--size", dims=(3,)) if size is not None else None
     # sampler, steps, guidance, seed, counts, film size and memory, all before the output folder is made
     sampler, steps, guidance = generator.resolve_sampling(sampler, steps, guidance)
+    feature_guidance = resolve_feature_guidance(feature_guidance, generator.sampling_defaults)
     generator.check_sampling(n=16 if n is None else n, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                              batch_size=batch_size, size=film_size, feature_guidance=feature_guidance)
-    feature_guidance = resolve_feature_guidance(feature_guidance, generator.sampling_defaults)
     generator.check_decoding(threshold, levels)
     if raw and generator.grey_decoder is None:
         raise InvalidInputError("--raw: this model has no grey-field decoder")

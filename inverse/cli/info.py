@@ -40,7 +40,7 @@ def info(
     lines.append(f"attributes ({len(record.attributes)}): {', '.join(record.attributes)}")
     if record.sampling:
         lines.append(f"sampling by default: {record.sampling['sampler']}, {record.sampling['steps']} steps, "
-                     f"guidance {record.sampling['guidance']:g}, feature guidance {float(record.sampling.get('feature_guidance') or 0):g}")
+                     f"guidance {record.sampling['guidance']:g}, feature guidance {record.sampling['feature_guidance']:g}")
     if record.n_training_samples:
         lines.append(f"training data: {record.n_training_samples} films from {record.n_training_series} series")
     if record.dataset:
