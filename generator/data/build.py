@@ -58,6 +58,11 @@ def _identity(preset: DatasetPreset, n_phases: int) -> dict:
     return {"n_phases": n_phases, "preset_json": preset.model_dump(mode="json", exclude={"batch_size", "n_phases"})}
 
 
+def _growable(preset_json: dict) -> dict:
+    """A scrambled-Halton preset less its ``n_series``: a file may grow to more series of the same sequence."""
+    return {key: value for key, value in preset_json.items() if not (preset_json.get("design") == "halton" and key == "n_series")}
+
+
 def _prepare_output(out: Path) -> None:
     if out.is_dir():
         raise FileFormatError(f"output {out} is a folder; give a file name such as {out / 'data.h5'}")
@@ -71,19 +76,46 @@ def _prepare_output(out: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def _series_parameters_in(out: Path) -> dict[int, tuple[float, float, int]]:
+    """``{series: (phi, chi, seed)}`` as written in a file (from each series' first snapshot found)."""
+    found: dict[int, tuple[float, float, int]] = {}
+    with open_h5(out) as h5:
+        for dset in h5.values():
+            attrs = dset.attrs
+            if "series" in attrs and int(attrs["series"]) not in found:
+                found[int(attrs["series"])] = (float(attrs["phi"]), float(attrs["chi"]), int(attrs["seed"]))
+    return found
+
+
 def _existing_series(out: Path, preset: DatasetPreset, n_phases: int) -> set[int]:
+    """Finished series of ``out`` that this preset resumes.
+
+    A scrambled-Halton preset resumes a file of fewer (or more) series of the same sequence: its first points are the
+    same whatever ``n_series`` is, so a dataset grows by simulating only the new series (their (phi, chi, seed) checked
+    against the file's).
+    """
     attrs = read_root_attributes(out)
     if attrs.get("format") != FORMAT:
         raise FileFormatError(f"{out} exists and is not a microdesign dataset; choose another path or overwrite it")
     want = _identity(preset, n_phases)
-    have = {"n_phases": attrs.get("n_phases"), "preset_json": attrs.get("preset_json")}
-    if have != want:
+    have_json = attrs.get("preset_json")  # decoded by read_root_attributes
+    same = attrs.get("n_phases") == n_phases and isinstance(have_json, dict) and (
+        _growable(have_json) == _growable(want["preset_json"]))
+    if not same:
         raise InvalidInputError(
             f"{out} holds a dataset of another preset or number of phases ({attrs.get('preset')}, "
             f"{attrs.get('n_phases')} phases); pass --overwrite or choose another path"
         )
     per_series = len(preset.ch.snapshot_steps())
     counts = finished_series(out)
+    phi0, chi, seeds = preset.series_parameters()
+    written = _series_parameters_in(out)
+    for series, (phi, chi_, seed) in written.items():
+        if series >= len(phi0) or not (np.isclose(phi, phi0[series]) and np.isclose(chi_, chi[series]) and seed == seeds[series]):
+            raise InvalidInputError(
+                f"{out} holds series {series}, which this preset ({len(phi0)} series) does not make; "
+                "pass --overwrite or choose another path"
+            )
     return {series for series, n in counts.items() if n == per_series}
 
 

@@ -37,7 +37,7 @@ def simulate(
     phi0: Annotated[Optional[str], typer.Option("--phi0", help="Override the blend-ratio range LO,HI (inside (0, 1)).")] = None,
     chi: Annotated[Optional[str], typer.Option("--chi", help="Override the Flory-Huggins chi range LO,HI.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Override the preset's seed: series i gets noise seed SEED + i (and a new Halton design); another seed gives independent replicates.")] = None,
-    n_series: Annotated[Optional[int], typer.Option("--n-series", help="Simulate N series at scrambled-Halton (phi, chi) over the preset's ranges instead of its own design.")] = None,
+    n_series: Annotated[Optional[int], typer.Option("--n-series", help="Simulate N series at scrambled-Halton (phi, chi) over the preset's ranges instead of its own design; a larger N grows an existing file in place.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Torch CPU threads (default: torch's; 1 is fastest on a busy machine).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -45,6 +45,9 @@ def simulate(
 
     Resumable: rerunning the same command skips the finished series; a run
     killed at any moment leaves a readable file holding only whole series.
+    A scrambled-Halton dataset grows in place: the same command with a larger
+    --n-series simulates only the new series (the first points of the sequence
+    do not depend on N).
     """
     from generator.data.build import simulate_dataset
     from generator.data.hdf5 import finished_series

@@ -149,6 +149,42 @@ def _toml_value(value) -> str:
     return repr(value)
 
 
+def test_a_halton_dataset_grows_in_place_to_more_series(tmp_path, monkeypatch):
+    import generator.data.build as build
+
+    def halton(n):
+        return _mini(design="halton", n_series=n, batch_size=2)
+
+    fresh = _contents(simulate_dataset(halton(5), tmp_path / "fresh.h5", progress=False))
+    out = simulate_dataset(halton(3), tmp_path / "grown.h5", progress=False)
+    real = build.simulate
+    simulated = []
+
+    def recording(ch, phi0, chi, seeds, **kwargs):
+        simulated.extend(int(s) for s in seeds)
+        yield from real(ch, phi0, chi, seeds, **kwargs)
+
+    monkeypatch.setattr(build, "simulate", recording)
+    simulate_dataset(halton(5), out, progress=False)
+    assert sorted(simulated) == list(halton(5).series_parameters()[2][3:])  # only the two new series ran
+    grown = _contents(out)
+    assert grown.keys() == fresh.keys()
+    for name in fresh:
+        np.testing.assert_array_equal(grown[name][0], fresh[name][0])
+        assert grown[name][1]["phi"] == fresh[name][1]["phi"] and grown[name][1]["seed"] == fresh[name][1]["seed"]
+    root = read_root_attributes(out)
+    assert root["n_series"] == 5 and root["complete"] is True and root["preset_json"]["n_series"] == 5
+    # fewer series than the file holds, or another sequence (seed), is another dataset
+    with pytest.raises(InvalidInputError, match="holds series [34], which this preset \\(3 series\\) does not make"):
+        simulate_dataset(halton(3), out, progress=False)
+    with pytest.raises(InvalidInputError, match="another preset"):
+        simulate_dataset(halton(6).model_copy(update={"seed": 77}), out, progress=False)
+    # a grid design is not a growing sequence: another n_phi0 is another dataset
+    grid = simulate_dataset(_mini(), tmp_path / "grid.h5", progress=False)
+    with pytest.raises(InvalidInputError, match="another preset"):
+        simulate_dataset(_mini(n_phi0=4), grid, progress=False)
+
+
 def test_existing_file_of_another_preset_and_overwrite(tmp_path):
     out = simulate_dataset(_mini(), tmp_path / "a.h5", progress=False)
     with pytest.raises(InvalidInputError, match="another preset or number of phases.*--overwrite"):
