@@ -27,7 +27,10 @@ convolutional networks with periodic in-plane padding generate any in-plane
 size that is a multiple of their stride); ``training_record`` (wall and CPU
 seconds of each training stage, from the run's ``stage_times.jsonl``);
 ``sampling_defaults`` (``sampler``, ``steps``, ``guidance`` that ``generate`` uses when
-not told: the settings measured best for this model, ``ddpm.sampling`` of its config).
+not told: the settings measured best for this model, ``ddpm.sampling`` of its config);
+``calibration_table`` (a table like ``descriptor_table``: films at ``volume_shape``
+from series the training never used, which calibrate the recipe posterior for
+films of that size, :mod:`inverse.posterior`; ``None`` when not made).
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def make_bundle(
     training_shape: Sequence[int] | None = None,
     training_record: Mapping[str, Any] | None = None,
     sampling_defaults: Mapping[str, Any] | None = None,
+    calibration_table: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Assemble the bundle dictionary (see module docstring) from trained networks."""
     latent_shape = vae.config.latent_shape(tuple(volume_shape))
@@ -132,6 +136,7 @@ def make_bundle(
         "simulation": dict(simulation) if simulation else None,
         "training_record": dict(training_record or {}),
         "sampling_defaults": dict(sampling_defaults or {}),
+        "calibration_table": table_to_tensor(calibration_table) if calibration_table is not None else None,
     }
 
 

@@ -126,6 +126,7 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         context_mean=norm["context_mean"].numpy(),
         context_std=norm["context_std"].numpy(),
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
+        calibration_table=tensor_to_table(bundle["calibration_table"]) if bundle.get("calibration_table") is not None else None,
         device=device,
         in_plane_multiple=in_plane_multiple_of_configs(bundle["configs"]),
         training_shape=bundle.get("training_shape"),

@@ -59,6 +59,8 @@ class ModelInfo:
         The feature predictor's outputs, in order.
     n_training_samples, n_training_series
         Size of the training table (0 when the model carries none).
+    n_calibration_films, n_calibration_series
+        Size of the recipe posterior's calibration table (films at ``volume_shape`` from unused series; 0: none).
     dataset
         ``{"preset", "n_phases", "ch_parameters"}``: how the training data was simulated (empty when unknown).
     training
@@ -80,6 +82,8 @@ class ModelInfo:
     attributes: list[str]
     n_training_samples: int = 0
     n_training_series: int = 0
+    n_calibration_films: int = 0
+    n_calibration_series: int = 0
     dataset: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
@@ -141,6 +145,7 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         for name in bundle["condition_names"]
     }
     simulation = bundle.get("simulation") or {}
+    calibration = tensor_to_table(bundle["calibration_table"]) if bundle.get("calibration_table") is not None else None
     training = dict(bundle.get("training_record") or {})
     training.setdefault("config", (bundle["configs"].get("training") or {}).get("name"))
     return ModelInfo(
@@ -149,6 +154,8 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         latent_shape=tuple(bundle["latent_shape"]), in_plane_multiple=in_plane_multiple_of_configs(bundle["configs"]),
         conditions=conditions, attributes=list(bundle["attribute_names"]),
         n_training_samples=len(table), n_training_series=int(table["series"].nunique()) if "series" in table else 0,
+        n_calibration_films=0 if calibration is None else len(calibration),
+        n_calibration_series=int(calibration["series"].nunique()) if calibration is not None and "series" in calibration else 0,
         dataset=dict(simulation), training=training, card=read_card(target),
         sampling={**SAMPLING_DEFAULTS, **dict(bundle.get("sampling_defaults") or {})},
     )
@@ -171,6 +178,10 @@ class ModelRecord:
     simulation
         The bundle's ``simulation`` record (``preset``, ``ch_parameters``,
         ``n_phases``) or ``None`` when the model does not record it.
+    training_shape
+        ``(X, Y, Z)`` of the training films, when recorded.
+    calibration_table
+        Films at the generated size from unused series, which calibrate the recipe posterior (or ``None``).
     """
 
     n_phases: int
@@ -179,6 +190,7 @@ class ModelRecord:
     descriptor_table: pd.DataFrame | None
     simulation: Mapping[str, Any] | None
     training_shape: tuple[int, int, int] | None = None
+    calibration_table: pd.DataFrame | None = None
 
     @property
     def trained_on(self) -> tuple[int, int, int]:
@@ -210,6 +222,7 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
             recipe_names=tuple(generator.recipe_names), descriptor_table=generator.descriptor_table,
             simulation=(meta or {}).get("simulation"),
             training_shape=tuple(getattr(generator, "training_shape", generator.volume_shape)),
+            calibration_table=getattr(generator, "calibration_table", None),
         )
     bundle = read_bundle(path)
     return ModelRecord(
@@ -219,4 +232,5 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
         simulation=bundle.get("simulation"),
         training_shape=tuple(int(s) for s in bundle.get("training_shape") or bundle["volume_shape"]),
+        calibration_table=tensor_to_table(bundle["calibration_table"]) if bundle.get("calibration_table") is not None else None,
     )

@@ -111,6 +111,9 @@ class Generator:
         denoiser: ``(c - mean) / std`` (defaults: 0 and 1, i.e. raw values).
     descriptor_table
         The training set's attributes, one row per sample, with a ``series`` column (or ``None``).
+    calibration_table
+        Films at ``volume_shape`` from series the training never used, with their recipes and descriptors
+        (they calibrate the recipe posterior for films of that size), or ``None``.
     condition_ranges
         ``{name: (lo, hi)}`` training range of each condition; defaults to the
         min/max of ``descriptor_table``; names without a range are not checked.
@@ -151,6 +154,7 @@ class Generator:
         context_mean: Sequence[float] | np.ndarray | None = None,
         context_std: Sequence[float] | np.ndarray | None = None,
         descriptor_table: pd.DataFrame | None = None,
+        calibration_table: pd.DataFrame | None = None,
         condition_ranges: Mapping[str, tuple[float, float]] | None = None,
         device: str | torch.device = "cpu",
         in_plane_multiple: int = 0,
@@ -179,6 +183,7 @@ class Generator:
         if self.context_mean.shape != (k,) or self.context_std.shape != (k,):
             raise InvalidInputError(f"context_mean/context_std: need {k} values, one per condition")
         self.descriptor_table = descriptor_table
+        self.calibration_table = calibration_table
         if condition_ranges is None and descriptor_table is not None:
             condition_ranges = {
                 name: (float(descriptor_table[name].min()), float(descriptor_table[name].max()))

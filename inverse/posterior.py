@@ -32,6 +32,16 @@ gives a *distribution* of recipes instead, learnt from the training data's
    data (another series of the same simulator) a conformal region covers the
    true recipe with probability >= ``level``; ``benchmarks/design_to_recipe.py``
    measures the coverage on held-out physics films.
+5. **Per film size** (split conformal). The descriptors of a larger film are
+   less noisy, so its recipe is read better and the training films' radius
+   over-covers it (on the film model's 128x128x64 films, 64x64x64 training
+   films: 97 % for 80 %). Given *calibration films* at another size (fresh
+   series simulated at the generator's film size; a bundle's
+   ``calibration_table``), the radii for that size are the conformal quantiles
+   of their scores under the posterior fitted on all training films: plain
+   split conformal, exchangeable with new films of that size. A film gets the
+   radii of the calibrated size nearest to its own (``STAT_n``, the voxel
+   count, in log scale); films without ``STAT_n`` get the training films'.
 
 The *degenerate direction* (:meth:`RecipePosterior.degenerate_direction`) is the
 major axis of the mean ``(chi, log_time)`` residual covariance, in units of
@@ -107,9 +117,9 @@ class RecipeDistribution:
     level
         Probability of the regions and intervals (e.g. 0.8).
     radius
-        The region's Mahalanobis radius ``q`` under ``cov / scale`` (see :meth:`contains`).
+        ``(n,)`` each row's Mahalanobis radius ``q`` under ``cov / scale`` (that of its film size).
     scale
-        ``q² / chi2.ppf(level, 3)``: ``cov = scale * Σ`` (``Σ`` the local residual covariance).
+        ``(n,)`` ``q² / chi2.ppf(level, 3)``: ``cov = scale * Σ`` (``Σ`` the local residual covariance).
     support
         ``(lo, hi)``, each ``(3,)``: the training data's recipe range (the prior's support).
     """
@@ -119,8 +129,8 @@ class RecipeDistribution:
     lower: np.ndarray
     upper: np.ndarray
     level: float
-    radius: float
-    scale: float
+    radius: np.ndarray
+    scale: np.ndarray
     support: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -194,6 +204,45 @@ class RecipeDistribution:
         }
 
 
+#: The descriptor holding a film's voxel count (its size), which picks its calibration.
+SIZE_COLUMN = "STAT_n"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The conformal radii of one film size.
+
+    Attributes
+    ----------
+    voxels
+        The films' voxel count (median ``STAT_n``), or ``None`` when not recorded.
+    radius
+        Joint Mahalanobis radius ``q`` of the level region.
+    marginal_radius
+        ``(3,)`` per-variable radii ``q_j``.
+    n_films, n_series
+        How many films (of how many series) it rests on.
+    method
+        ``nested`` or ``out_of_fold`` (the training films), or ``split`` (separate calibration films).
+    """
+
+    voxels: float | None
+    radius: float
+    marginal_radius: np.ndarray
+    n_films: int
+    n_series: int
+    method: str
+
+
+def _film_voxels(table: pd.DataFrame) -> float | None:
+    """Median voxel count of a table's films (``None`` without a finite ``STAT_n``)."""
+    if SIZE_COLUMN not in table.columns:
+        return None
+    values = pd.to_numeric(table[SIZE_COLUMN], errors="coerce").to_numpy(dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(np.median(values)) if len(values) else None
+
+
 class RecipePosterior:
     """A calibrated conditional distribution ``p(recipe | film descriptors)`` (see the module docstring).
 
@@ -202,24 +251,35 @@ class RecipePosterior:
     """
 
     def __init__(self, *, features: list[str], x_mean: np.ndarray, x_std: np.ndarray, y_mean: np.ndarray, y_std: np.ndarray,
-                 parts: _Parts, level: float, radius: float, marginal_radius: np.ndarray, n_series: int, y_min: np.ndarray,
+                 parts: _Parts, level: float, calibrations: Sequence[Calibration], n_series: int, y_min: np.ndarray,
                  y_max: np.ndarray) -> None:
         self.features = features
         self.x_mean, self.x_std = x_mean, x_std
         self.y_mean, self.y_std = y_mean, y_std
         self.parts = parts
         self.level = level
-        self.radius = radius
-        self.marginal_radius = marginal_radius
+        #: one per calibrated film size; the first is the training films'
+        self.calibrations = list(calibrations)
         self.n_series = n_series
         self.y_min, self.y_max = y_min, y_max
+
+    @property
+    def radius(self) -> float:
+        """The training films' joint radius (``calibrations[0]``)."""
+        return self.calibrations[0].radius
+
+    @property
+    def marginal_radius(self) -> np.ndarray:
+        """The training films' per-variable radii ``(3,)``."""
+        return self.calibrations[0].marginal_radius
 
     # ------------------------------------------------------------------ fitting
 
     @classmethod
     def fit(cls, table: pd.DataFrame, *, features: Sequence[str] | None = None, level: float = DEFAULT_LEVEL, n_splits: int = 5,
             n_neighbours: int = 60, n_estimators: int = 100, seed: int = 0, n_jobs: int | None = None,
-            calibration: Literal["nested", "out_of_fold"] = "nested") -> RecipePosterior:
+            calibration: Literal["nested", "out_of_fold"] = "nested",
+            calibration_table: pd.DataFrame | None = None) -> RecipePosterior:
         """Fit and calibrate on a training table.
 
         Parameters
@@ -246,6 +306,11 @@ class RecipePosterior:
             out-of-fold residuals themselves (cheaper, ``n_splits + 1`` fits instead of
             ``(n_splits + 1)²``, but the residual bank then describes fold models
             that are worse than the final one, and the regions over-cover new series).
+        calibration_table
+            Optional films of another size than the training films, from series the
+            training never used (recipe and descriptor columns, ``STAT_n``, ``series``):
+            the radii for films of their size are split-conformal quantiles of their scores
+            (module docstring, point 5).
 
         Raises
         ------
@@ -292,10 +357,11 @@ class RecipePosterior:
             for train, test in GroupKFold(n_splits=n_splits).split(x, y, groups):
                 inner = fit_parts(x[train], y[train], groups[train])
                 joint[test], marginal_scores[test] = inner.scores(x[test], y[test])
-        radius = _conformal_quantile(joint, level)
-        marginal = np.array([_conformal_quantile(marginal_scores[:, j], level) for j in range(len(RECIPE))])
+        calibrations = [_calibration(joint, marginal_scores, level, voxels=_film_voxels(table), n_series=n_series, method=calibration)]
+        if calibration_table is not None:
+            calibrations.append(_split_calibration(calibration_table, parts, features, x_mean, x_std, y_mean, y_std, level))
         return cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, parts=parts, level=float(level),
-                   radius=radius, marginal_radius=marginal, n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
+                   calibrations=calibrations, n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
 
     # ------------------------------------------------------------------ prediction
 
@@ -320,22 +386,39 @@ class RecipePosterior:
         RecipeDistribution
             ``n`` rows, raw units.
         """
-        x = self._features(descriptors)
+        frame = pd.DataFrame([descriptors]) if isinstance(descriptors, Mapping) else descriptors
+        x = self._features(frame)
         mean, sigma = self.parts.locate(x)
-        scale = self.radius**2 / stats.chi2.ppf(self.level, df=3)
+        chosen = [self.calibrations[i] for i in self.calibration_index(frame)]
+        radius = np.array([c.radius for c in chosen])
+        scale = radius**2 / stats.chi2.ppf(self.level, df=3)
         s = np.diag(self.y_std)
-        cov = scale * (s @ sigma @ s)
+        cov = scale[:, None, None] * (s @ sigma @ s)
         mean_raw = mean * self.y_std + self.y_mean
-        half = self.marginal_radius * np.sqrt(np.einsum("nii->ni", sigma)) * self.y_std
+        marginal = np.array([c.marginal_radius for c in chosen]).reshape(len(x), len(RECIPE))
+        half = marginal * np.sqrt(np.einsum("nii->ni", sigma)) * self.y_std
         return RecipeDistribution(mean=mean_raw, cov=cov, lower=np.maximum(mean_raw - half, self.y_min),
-                                  upper=np.minimum(mean_raw + half, self.y_max), level=self.level, radius=self.radius,
-                                  scale=float(scale), support=(self.y_min, self.y_max))
+                                  upper=np.minimum(mean_raw + half, self.y_max), level=self.level, radius=radius,
+                                  scale=scale, support=(self.y_min, self.y_max))
+
+    def calibration_index(self, descriptors: pd.DataFrame) -> np.ndarray:
+        """``(n,)`` index into :attr:`calibrations` of each film: the calibrated size nearest its ``STAT_n`` (log scale)."""
+        n = len(descriptors)
+        sizes = [c.voxels for c in self.calibrations]
+        if len(sizes) == 1 or SIZE_COLUMN not in descriptors.columns:
+            return np.zeros(n, dtype=int)
+        voxels = pd.to_numeric(descriptors[SIZE_COLUMN], errors="coerce").to_numpy(dtype=float)
+        known = np.array([np.log(v) if v else np.nan for v in sizes])
+        gap = np.abs(np.log(np.where(voxels > 0, voxels, np.nan))[:, None] - known[None, :])
+        gap = np.where(np.isnan(gap), np.inf, gap)
+        index = np.argmin(gap, axis=1)  # ties: the first (the training films')
+        return np.where(np.isfinite(gap.min(axis=1)), index, 0)
 
     def predict_set(self, descriptors: pd.DataFrame) -> RecipeDistribution:
         """The recipe posterior of a design: its films' mean descriptors (one row)."""
         if len(descriptors) == 0:
             raise InvalidInputError("posterior: the design has no film")
-        frame = descriptors[[c for c in descriptors.columns if c in self.features]]
+        frame = descriptors[[c for c in descriptors.columns if c in self.features or c == SIZE_COLUMN]]
         return self.predict(frame.mean(numeric_only=True).to_dict())
 
     def predict_volumes(self, volumes: np.ndarray, *, n_jobs: int | None = None, n_phases: int | None = None) -> RecipeDistribution:
@@ -433,6 +516,30 @@ def _scores(residuals: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.sqrt(d2), np.abs(residuals) / np.sqrt(np.einsum("nii->ni", cov))
 
 
+def _calibration(joint: np.ndarray, marginal_scores: np.ndarray, level: float, *, voxels: float | None, n_series: int,
+                 method: str) -> Calibration:
+    """The conformal radii of joint scores ``(n,)`` and per-variable scores ``(n, 3)``."""
+    marginal = np.array([_conformal_quantile(marginal_scores[:, j], level) for j in range(marginal_scores.shape[1])])
+    return Calibration(voxels=voxels, radius=_conformal_quantile(joint, level), marginal_radius=marginal, n_films=len(joint),
+                       n_series=n_series, method=method)
+
+
+def _split_calibration(table: pd.DataFrame, parts: _Parts, features: list[str], x_mean: np.ndarray, x_std: np.ndarray,
+                       y_mean: np.ndarray, y_std: np.ndarray, level: float) -> Calibration:
+    """Split-conformal radii from calibration films scored by the posterior fitted on all training films."""
+    missing = [n for n in (*RECIPE, *features, SIZE_COLUMN) if n not in table.columns]
+    if missing:
+        raise InvalidInputError(f"posterior: the calibration films have no {missing[0]!r} column")
+    voxels = _film_voxels(table)
+    if voxels is None or len(table) < 10:
+        raise InvalidInputError(f"posterior: need at least 10 calibration films with a voxel count ({SIZE_COLUMN}), got {len(table)}")
+    x = np.nan_to_num((table[features].to_numpy(dtype=float) - x_mean) / x_std)
+    y = (table[list(RECIPE)].to_numpy(dtype=float) - y_mean) / y_std
+    joint, marginal = parts.scores(x, y)
+    n_series = int(table["series"].nunique()) if "series" in table.columns else len(table)
+    return _calibration(joint, marginal, level, voxels=voxels, n_series=n_series, method="split")
+
+
 def _other_series_neighbours(neighbours: Any, x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:
     """``(n, k)`` indices of each training film's ``k`` nearest films of *other* series.
 
@@ -460,8 +567,10 @@ _FITTED: dict[tuple[Any, ...], RecipePosterior] = {}
 
 
 def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LEVEL,
-                        features: Sequence[str] | None = None) -> RecipePosterior:
+                        features: Sequence[str] | None = None, calibration_table: pd.DataFrame | None = None) -> RecipePosterior:
     """:meth:`RecipePosterior.fit` on a training table, fitted once per process and table content (a hash of it).
+
+    ``calibration_table``: a bundle's calibration films at its generated film size (or ``None``).
 
     Raises
     ------
@@ -470,18 +579,21 @@ def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LE
     """
     if table is None:
         raise InvalidInputError("posterior: the model carries no training-descriptor table (MicroGen3D weights); no recipe posterior")
-    key = (int(pd.util.hash_pandas_object(table, index=False).sum()), tuple(table.columns), float(level),
-           tuple(features) if features is not None else None)
+    def content(frame: pd.DataFrame | None) -> tuple[Any, ...] | None:
+        return None if frame is None else (int(pd.util.hash_pandas_object(frame, index=False).sum()), tuple(frame.columns))
+
+    key = (content(table), content(calibration_table), float(level), tuple(features) if features is not None else None)
     if key not in _FITTED:
         if len(_FITTED) >= 8:
             _FITTED.pop(next(iter(_FITTED)))
-        _FITTED[key] = RecipePosterior.fit(table, level=level, features=features)
+        _FITTED[key] = RecipePosterior.fit(table, level=level, features=features, calibration_table=calibration_table)
     return _FITTED[key]
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_posterior(key: str, mtime: float, level: float, features: tuple[str, ...] | None) -> RecipePosterior:
-    return posterior_for_table(read_model_record(key).descriptor_table, level=level, features=features)
+    record = read_model_record(key)
+    return posterior_for_table(record.descriptor_table, level=level, features=features, calibration_table=record.calibration_table)
 
 
 def posterior_for_model(model: str | os.PathLike[str] = "default", *, level: float = DEFAULT_LEVEL,

@@ -401,7 +401,8 @@ def _recipe_posterior(plan: StudyPlan, measured_mean: Mapping[str, float]) -> di
     if plan.generator.descriptor_table is None:
         return None
     try:
-        return posterior_for_table(plan.generator.descriptor_table).predict(measured_mean).summary(0)
+        return posterior_for_table(plan.generator.descriptor_table,
+                                   calibration_table=plan.generator.calibration_table).predict(measured_mean).summary(0)
     except MicrodesignError:
         return None
 

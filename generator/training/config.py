@@ -47,6 +47,12 @@ class DataConfig(_Strict):
         description="in_plane: the encoding, feature-predictor and denoiser stages also learn every training volume under its "
                     "in-plane symmetries (x/y flips, and the x-y transpose for square planes), which leave every descriptor unchanged",
     )
+    calibration_series: int = Field(
+        0, ge=0,
+        description="series of films at the generated size (generate_shape), with fresh seeds, that `microdesign train` simulates "
+                    "from data.dataset to calibrate the recipe posterior for films of that size (inverse.posterior); 0: none",
+    )
+    calibration_seed: int = Field(9200, ge=0, lt=2**32, description="seed of the calibration series (series i: seed + i)")
 
 
 class TrainerConfig(_Strict):

@@ -295,6 +295,8 @@ def _without_step_counts(record: dict[str, Any]) -> dict[str, Any]:
     for key in ("threads", "num_workers", "mkldnn", "channels_last", "gradient_clip_val"):
         config.get("trainer", {}).pop(key, None)
     config.get("ddpm", {}).pop("sampling", None)  # how the finished model samples: written into the bundle, no effect on training
+    for key in ("calibration_series", "calibration_seed"):  # the recipe posterior's calibration films: no effect on training
+        config.get("data", {}).pop(key, None)
     return {**record, "config": config}
 
 
@@ -328,6 +330,7 @@ def train_pipeline(
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
     callbacks: dict[str, Sequence[Callback]] | None = None,
+    calibration: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Train the generator in stages and write its bundle.
 
@@ -345,6 +348,10 @@ def train_pipeline(
         Progress bars.
     callbacks
         Extra Lightning callbacks per stage name (``vae``, ``fp``, ``ddpm``).
+    calibration
+        Optional labelled HDF5 file of films at the generated size from series the training never used
+        (``microdesign train`` simulates ``data.calibration_series`` of them): the bundle's ``calibration_table``,
+        which calibrates the recipe posterior for films of that size.
 
     Returns
     -------
@@ -367,6 +374,14 @@ def train_pipeline(
     except ValueError as exc:
         raise InvalidInputError(f"vae.model.widths: {exc}") from None
     generate_shape = _generate_shape(config, tuple(dataset.volume_shape))
+    calibration_table = None
+    if calibration is not None:
+        calibration_set = open_dataset(calibration)
+        if tuple(calibration_set.volume_shape) != tuple(generate_shape):
+            raise InvalidInputError(f"calibration: its films are {list(calibration_set.volume_shape)}, the generated films "
+                                    f"{list(generate_shape)}")
+        calibration_table = sample_table(calibration_set)
+        check_attributes(calibration_table, attributes, "calibration")
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_out_dir(out_dir, config, len(table))
     train_idx, val_idx = split_by_series(table["series"].to_numpy(), config.data.val_fraction, seed=config.data.seed)
@@ -465,6 +480,7 @@ def train_pipeline(
         simulation=simulation_record(dataset.files),
         training_record=training_record(out_dir),
         sampling_defaults=config.ddpm.sampling.resolved().model_dump(),
+        calibration_table=calibration_table,
     )
     return save_bundle(bundle, out_dir / BUNDLE_NAME)
 

@@ -43,6 +43,10 @@ def info(
                      f"guidance {record.sampling['guidance']:g}, feature guidance {record.sampling['feature_guidance']:g}")
     if record.n_training_samples:
         lines.append(f"training data: {record.n_training_samples} films from {record.n_training_series} series")
+    if record.n_calibration_films:
+        size = "x".join(map(str, record.volume_shape))
+        lines.append(f"recipe calibration: {record.n_calibration_films} films of {size} from {record.n_calibration_series} "
+                     "unused series")
     if record.dataset:
         ch = record.dataset.get("ch_parameters", {})
         physics = ", ".join(f"{k} {ch[k]}" for k in ("shape", "dt", "steps", "z_boundary", "adaptive", "kappa") if k in ch)

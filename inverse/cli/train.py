@@ -72,6 +72,7 @@ def train(
         if value is not None:
             raise InvalidInputError(f"{option}: only applies with --init-from (fine-tuning MicroGen3D's networks)")
     preset = preset or "small"
+    calibration = None
     config = load_config(preset, parse_overrides(overrides or []))
     check_accelerator(config.trainer.accelerator, config.trainer.devices)  # before data or an output folder is made
     if out is None:
@@ -81,7 +82,14 @@ def train(
             raise InvalidInputError("--data: required, since the config names no dataset preset (data.dataset) to simulate")
         data = build_training_data(config.data.dataset, out / "data.h5", n_phases=config.data.n_phases,
                                    device=_simulation_device(config.trainer.accelerator), progress=progress)
-    bundle = train_pipeline(config, data=data, out_dir=out, progress=progress)
+        if config.data.calibration_series:
+            calibration = build_training_data(
+                config.data.dataset, out / "calibration.h5", n_phases=config.data.n_phases,
+                device=_simulation_device(config.trainer.accelerator), progress=progress, stage="calibration",
+                overrides={"design": "halton", "n_series": config.data.calibration_series, "seed": config.data.calibration_seed,
+                           **({"ch": {"shape": config.data.generate_shape}} if config.data.generate_shape else {})},
+            )
+    bundle = train_pipeline(config, data=data, out_dir=out, progress=progress, calibration=calibration)
     typer.echo(f"wrote {bundle}")
 
 
@@ -119,20 +127,22 @@ def _simulation_device(accelerator: str) -> str:
 
 
 def build_training_data(dataset_preset: str, path: Path, *, n_phases: int | None = None, device: str = "cpu",
-                        progress: bool = True) -> Path:
+                        progress: bool = True, overrides: dict[str, Any] | None = None, stage: str = "data") -> Path:
     """Simulate a dataset preset into ``path`` and label it with the descriptors; both steps resume.
 
     ``n_phases`` overrides the preset's phase count (the 3-phase training presets
-    label the same simulations with a mixed phase); ``device`` runs the simulator.
+    label the same simulations with a mixed phase); ``device`` runs the simulator;
+    ``overrides`` replace preset fields (the calibration films: other seeds, series and film size).
 
-    Their times go to ``stage_times.jsonl`` beside ``path`` (as ``data: simulate`` and ``data: describe``).
+    Their times go to ``stage_times.jsonl`` beside ``path`` (as ``STAGE: simulate`` and ``STAGE: describe``).
     """
     from generator.data.build import simulate_dataset
     from generator.descriptors.dataset import describe_dataset
+    from generator.physics.presets import load_preset
     from generator.training.stages import stage_timer
 
-    with stage_timer(path.parent, "data: simulate"):
-        simulate_dataset(dataset_preset, path, n_phases=n_phases, device=device, progress=progress)
-    with stage_timer(path.parent, "data: describe"):
+    with stage_timer(path.parent, f"{stage}: simulate"):
+        simulate_dataset(load_preset(dataset_preset, **(overrides or {})), path, n_phases=n_phases, device=device, progress=progress)
+    with stage_timer(path.parent, f"{stage}: describe"):
         describe_dataset(path, progress=progress)
     return path

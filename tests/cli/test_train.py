@@ -73,15 +73,25 @@ def test_tiny_preset_without_data_simulates_and_labels_its_dataset(tmp_path, mon
 
     trained = []
 
-    def fake_train_pipeline(config, *, data, out_dir, progress):  # noqa: ANN001, ANN202 - training is tested above
-        trained.append((config.name, data))
+    def fake_train_pipeline(config, *, data, out_dir, progress, calibration):  # noqa: ANN001, ANN202 - training is tested above
+        trained.append((config.name, data, calibration))
         return out_dir / "generator.pt"
 
     monkeypatch.setattr("generator.training.train_pipeline", fake_train_pipeline)
-    code, out, err = _run(monkeypatch, capsys, "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress")
+    code, out, err = _run(monkeypatch, capsys, "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress",
+                          "--set", "data.calibration_series=3", "--set", "data.calibration_seed=500")
     assert code == 0, err
-    data = tmp_path / "m" / "data.h5"
-    assert trained == [("tiny", data)]
-    with h5py.File(data, "r") as f:
-        names = [k for k in f if isinstance(f[k], h5py.Dataset)]
-        assert names and all(set(descriptor_names(2)) <= set(f[k].attrs) for k in names)
+    data, calibration = tmp_path / "m" / "data.h5", tmp_path / "m" / "calibration.h5"
+    assert trained == [("tiny", data, calibration)]
+    for path in (data, calibration):
+        with h5py.File(path, "r") as f:
+            names = [k for k in f if isinstance(f[k], h5py.Dataset)]
+            assert names and all(set(descriptor_names(2)) <= set(f[k].attrs) for k in names)
+    # the calibration films: fresh series (seeds 500, 501, 502) of the same physics
+    from generator.data.hdf5 import read_root_attributes
+    from generator.training.data import open_dataset, sample_table
+
+    films = sample_table(open_dataset(calibration))
+    assert sorted(films["seed"].unique()) == [500, 501, 502] and read_root_attributes(calibration)["n_series"] == 3
+    stages = (tmp_path / "m" / "stage_times.jsonl").read_text()
+    assert '"calibration: simulate"' in stages and '"calibration: describe"' in stages

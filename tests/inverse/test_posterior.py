@@ -134,3 +134,38 @@ def test_nested_calibration_scores_folds_as_new_series(training_table):
     assert miss["nested"] < miss["old"], miss
     with pytest.raises(InvalidInputError, match="calibration"):
         RecipePosterior.fit(fit, calibration="bogus")
+
+
+def test_films_of_another_size_are_calibrated_by_their_own_films(training_table):
+    """Split conformal per film size: calibration films of a size get radii from their own scores.
+
+    The held-out third of the series stands in for films of another size (their ``STAT_n`` marked 8x): half of those
+    series calibrate, the other half are new films of that size.
+    """
+    from inverse.posterior import _conformal_quantile
+
+    held = training_table["series"] % 3 == 1
+    fitted, other = training_table[~held].reset_index(drop=True), training_table[held].reset_index(drop=True)
+    other["STAT_n"] = other["STAT_n"] * 8
+    calibrating = other["series"] % 2 == 0
+    calibration, new = other[calibrating].reset_index(drop=True), other[~calibrating].reset_index(drop=True)
+    posterior = RecipePosterior.fit(fitted, n_estimators=40, seed=1, calibration_table=calibration)
+    plain = RecipePosterior.fit(fitted, n_estimators=40, seed=1)
+    assert len(posterior.calibrations) == 2 and posterior.radius == plain.radius  # the training films' radius is unchanged
+    split = posterior.calibrations[1]
+    assert split.method == "split" and split.voxels == pytest.approx(8 * fitted["STAT_n"].median())
+    x = posterior._features(calibration)
+    y = (calibration[list(RECIPE)].to_numpy() - posterior.y_mean) / posterior.y_std
+    assert split.radius == pytest.approx(_conformal_quantile(posterior.parts.scores(x, y)[0], 0.8))
+    # new films of that size get its radius, films of the training size the training radius; same location
+    dist, as_training = posterior.predict(new), posterior.predict(new.assign(STAT_n=fitted["STAT_n"].median()))
+    np.testing.assert_allclose(dist.radius, split.radius)
+    np.testing.assert_allclose(as_training.radius, plain.radius)
+    np.testing.assert_allclose(dist.mean, as_training.mean)
+    coverage = dist.contains(new[list(RECIPE)].to_numpy()).mean()
+    assert 0.65 <= coverage <= 0.95, coverage
+    # a design's mean keeps its size; films without a voxel count get the training radius
+    assert posterior.predict_set(new).radius[0] == pytest.approx(split.radius)
+    assert posterior.predict(new.drop(columns="STAT_n")).radius[0] == pytest.approx(plain.radius)
+    with pytest.raises(InvalidInputError, match="calibration films have no 'STAT_n'"):
+        RecipePosterior.fit(fitted, n_estimators=10, calibration_table=calibration.drop(columns="STAT_n"))

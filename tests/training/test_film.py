@@ -23,8 +23,22 @@ PERIODIC = {
 
 
 @pytest.fixture(scope="module")
-def periodic_bundle(tiny_dataset, tmp_path_factory):
-    return train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path_factory.mktemp("film"), overrides=PERIODIC, progress=False)
+def calibration_films(tmp_path_factory):
+    """Films at the periodic model's generated size (64x32x16) from 3 fresh series: its recipe-posterior calibration."""
+    from generator.data.build import simulate_dataset
+    from generator.descriptors import describe_dataset
+    from generator.physics.presets import load_preset
+
+    preset = load_preset("tiny", design="halton", n_series=3, seed=9200, ch={"shape": [64, 32, 16]})
+    path = simulate_dataset(preset, tmp_path_factory.mktemp("calibration") / "calibration.h5", progress=False)
+    describe_dataset(path, n_jobs=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def periodic_bundle(tiny_dataset, calibration_films, tmp_path_factory):
+    return train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path_factory.mktemp("film"), overrides=PERIODIC, progress=False,
+                          calibration=calibration_films)
 
 
 def test_periodic_model_generates_its_default_and_other_in_plane_sizes(periodic_bundle):
@@ -61,6 +75,15 @@ def test_info_reports_sizes_data_and_training_time(periodic_bundle):
     assert {"vae", "fp", "ddpm"} <= set(record.training["stages"]) and record.training["wall_s"] > 0
     lo, hi = record.conditions["ABS_f_D"]
     assert 0 < lo < hi < 1
+    assert (record.n_calibration_films, record.n_calibration_series) == (12, 3)
+
+
+def test_info_cli_names_the_calibration_films(periodic_bundle, monkeypatch, capsys):
+    from tests.helpers import run_main
+
+    code, stdout, err = run_main(["info", str(periodic_bundle)], monkeypatch, capsys)
+    assert code == 0, err
+    assert "recipe calibration: 12 films of 64x32x16 from 3 unused series" in stdout
 
 
 def test_the_bundle_carries_its_sampling_defaults(periodic_bundle):
@@ -94,3 +117,29 @@ def test_generate_cli_takes_a_film_size(periodic_bundle, tmp_path, monkeypatch, 
     code, _, err = run_main([*base, "--size", "36x24x16", "--out", str(tmp_path / "bad")], monkeypatch, capsys)
     assert code == 2 and "multiples of 8" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_bundle_carries_calibration_films_of_its_film_size(periodic_bundle, calibration_films, tiny_dataset, tmp_path):
+    from generator.model_info import read_model_record
+    from generator.training.data import open_dataset, sample_table
+    from inverse.posterior import posterior_for_model
+
+    record = read_model_record(periodic_bundle)
+    films = sample_table(open_dataset(calibration_films))
+    assert len(record.calibration_table) == len(films) == 12
+    np.testing.assert_allclose(record.calibration_table["ABS_f_D"], films["ABS_f_D"])
+    assert (record.calibration_table["STAT_n"] == 64 * 32 * 16).all() and (record.descriptor_table["STAT_n"] == 32 * 32 * 16).all()
+    assert load_generator(periodic_bundle).calibration_table is not None
+    posterior = posterior_for_model(periodic_bundle)
+    training, generated = posterior.calibrations
+    assert (training.voxels, training.method) == (32 * 32 * 16, "nested")
+    assert (generated.voxels, generated.method, generated.n_films, generated.n_series) == (64 * 32 * 16, "split", 12, 3)
+    # each film is calibrated at its own size
+    assert list(posterior.calibration_index(films)) == [1] * 12
+    assert list(posterior.calibration_index(record.descriptor_table)) == [0] * len(record.descriptor_table)
+    dist = posterior.predict(films)
+    np.testing.assert_allclose(dist.radius, generated.radius)
+    # calibration films of another size than the generated films are refused before any training
+    with pytest.raises(InvalidInputError, match=r"calibration: its films are \[32, 32, 16\], the generated films \[64, 32, 16\]"):
+        train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path / "m", overrides=PERIODIC, progress=False, calibration=tiny_dataset)
+    assert not (tmp_path / "m").exists()
