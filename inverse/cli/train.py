@@ -56,6 +56,9 @@ def train(
     are skipped). Multi-GPU / multi-node: --set trainer.devices=N --set trainer.num_nodes=M.
     Without --data, the preset's dataset (data.dataset) is simulated and labelled
     first, so `microdesign train --preset small` alone reproduces the shipped model.
+    When the config sets data.calibration_series, that many fresh series of
+    films at the generated size are simulated and labelled too (OUT/calibration.h5):
+    they calibrate the recipe posterior for films of that size.
 
     With --init-from, MicroGen3D's published networks (their architecture) are
     fine-tuned on --data instead (see docs/microgen3d.md).
