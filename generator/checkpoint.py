@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from generator.diffusion import NoiseSchedule
-from generator.errors import CheckpointError, FileFormatError
+from generator.errors import CheckpointError, FileFormatError, InvalidInputError
 from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, FeaturePredictorConfig, LatentUNet, LatentUNetConfig, VAEConfig
 
@@ -81,6 +81,41 @@ def tensor_to_table(stored: Mapping[str, Any]) -> pd.DataFrame:
         if name in table:
             table[name] = table[name].round().astype(np.int64)
     return table
+
+
+#: The fewest calibration films (with a voxel count) a recipe-posterior calibration rests on.
+MIN_CALIBRATION_FILMS = 10
+
+
+def optional_table(bundle: Mapping[str, Any], key: str) -> pd.DataFrame | None:
+    """A bundle's optional table (e.g. ``calibration_table``) as a DataFrame, or ``None`` when absent."""
+    stored = bundle.get(key)
+    return tensor_to_table(stored) if stored is not None else None
+
+
+def check_calibration_table(table: pd.DataFrame, needed: Sequence[str] = ()) -> None:
+    """Refuse calibration films that cannot calibrate a recipe posterior.
+
+    Parameters
+    ----------
+    table
+        One row per calibration film.
+    needed
+        Columns it must hold besides ``STAT_n`` (the recipe, the descriptors the posterior reads).
+
+    Raises
+    ------
+    InvalidInputError
+        A missing column, or fewer than :data:`MIN_CALIBRATION_FILMS` films with a finite, positive ``STAT_n``.
+    """
+    missing = [n for n in (*needed, "STAT_n") if n not in table.columns]
+    if missing:
+        raise InvalidInputError(f"calibration: the calibration films have no {missing[0]!r} column")
+    voxels = pd.to_numeric(table["STAT_n"], errors="coerce").to_numpy(dtype=float)
+    usable = int((np.isfinite(voxels) & (voxels > 0)).sum())
+    if usable < MIN_CALIBRATION_FILMS:
+        raise InvalidInputError(f"calibration: need at least {MIN_CALIBRATION_FILMS} calibration films with a voxel count (STAT_n), "
+                                f"got {usable}")
 
 
 def make_bundle(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from generator.checkpoint import in_plane_multiple_of_configs, read_bundle, tensor_to_table
+from generator.checkpoint import in_plane_multiple_of_configs, optional_table, read_bundle, tensor_to_table
 from generator.errors import FileFormatError
 from generator.loading import DEFAULT_BUNDLE, load_generator
 from generator.models.microgen3d import read_metadata
@@ -145,7 +145,7 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         for name in bundle["condition_names"]
     }
     simulation = bundle.get("simulation") or {}
-    calibration = tensor_to_table(bundle["calibration_table"]) if bundle.get("calibration_table") is not None else None
+    calibration = optional_table(bundle, "calibration_table")
     training = dict(bundle.get("training_record") or {})
     training.setdefault("config", (bundle["configs"].get("training") or {}).get("name"))
     return ModelInfo(
@@ -232,5 +232,5 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
         simulation=bundle.get("simulation"),
         training_shape=tuple(int(s) for s in bundle.get("training_shape") or bundle["volume_shape"]),
-        calibration_table=tensor_to_table(bundle["calibration_table"]) if bundle.get("calibration_table") is not None else None,
+        calibration_table=optional_table(bundle, "calibration_table"),
     )

@@ -67,11 +67,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from generator.checkpoint import check_calibration_table
 from generator.descriptors import NON_DESCRIPTOR_COLUMNS, compute_batch, is_count
 from generator.errors import InvalidInputError
 from generator.loading import DEFAULT_BUNDLE
 from generator.model_info import read_model_record
 from generator.physics.recipes import RECIPE_NAMES as RECIPE
+
 
 #: Default probability of the credible regions and intervals.
 DEFAULT_LEVEL = 0.8
@@ -208,7 +210,7 @@ class RecipeDistribution:
 SIZE_COLUMN = "STAT_n"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Calibration:
     """The conformal radii of one film size.
 
@@ -232,6 +234,11 @@ class Calibration:
     n_films: int
     n_series: int
     method: str
+
+
+def _frame(descriptors: pd.DataFrame | Mapping[str, float]) -> pd.DataFrame:
+    """A table of films from a table or one film given as ``{name: value}``."""
+    return pd.DataFrame([descriptors]) if isinstance(descriptors, Mapping) else descriptors
 
 
 def _film_voxels(table: pd.DataFrame) -> float | None:
@@ -316,7 +323,8 @@ class RecipePosterior:
         ------
         InvalidInputError
             Missing recipe columns, no usable feature, fewer than 3 series, a
-            level outside (0, 1) or an unknown calibration. With few series (the ``tiny`` test data) it fits,
+            level outside (0, 1) or an unknown calibration; calibration films without
+            a needed column or with fewer than 10 voxel counts, or given for training films without ``STAT_n``. With few series (the ``tiny`` test data) it fits,
             but the calibration means little: :attr:`n_series` says on how many it rests.
         """
         from sklearn.model_selection import GroupKFold
@@ -359,6 +367,9 @@ class RecipePosterior:
                 joint[test], marginal_scores[test] = inner.scores(x[test], y[test])
         calibrations = [_calibration(joint, marginal_scores, level, voxels=_film_voxels(table), n_series=n_series, method=calibration)]
         if calibration_table is not None:
+            if calibrations[0].voxels is None:
+                raise InvalidInputError(f"posterior: the training films have no voxel count ({SIZE_COLUMN}), so calibration films "
+                                        "of another size cannot be told from them")
             calibrations.append(_split_calibration(calibration_table, parts, features, x_mean, x_std, y_mean, y_std, level))
         return cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, parts=parts, level=float(level),
                    calibrations=calibrations, n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
@@ -366,7 +377,7 @@ class RecipePosterior:
     # ------------------------------------------------------------------ prediction
 
     def _features(self, descriptors: pd.DataFrame | Mapping[str, float]) -> np.ndarray:
-        frame = pd.DataFrame([descriptors]) if isinstance(descriptors, Mapping) else descriptors
+        frame = _frame(descriptors)
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise InvalidInputError(f"posterior: the films have no {missing[0]!r} descriptor (the posterior uses {', '.join(self.features)})")
@@ -379,14 +390,15 @@ class RecipePosterior:
         Parameters
         ----------
         descriptors
-            ``(n, ...)`` table with (at least) the posterior's :attr:`features`, or one film as ``{name: value}``.
+            ``(n, ...)`` table with (at least) the posterior's :attr:`features`, or one film as ``{name: value}``;
+            its ``STAT_n`` (voxel count), when given, picks the calibration of the film's size (:meth:`calibration_index`).
 
         Returns
         -------
         RecipeDistribution
             ``n`` rows, raw units.
         """
-        frame = pd.DataFrame([descriptors]) if isinstance(descriptors, Mapping) else descriptors
+        frame = _frame(descriptors)
         x = self._features(frame)
         mean, sigma = self.parts.locate(x)
         chosen = [self.calibrations[i] for i in self.calibration_index(frame)]
@@ -401,17 +413,31 @@ class RecipePosterior:
                                   upper=np.minimum(mean_raw + half, self.y_max), level=self.level, radius=radius,
                                   scale=scale, support=(self.y_min, self.y_max))
 
-    def calibration_index(self, descriptors: pd.DataFrame) -> np.ndarray:
-        """``(n,)`` index into :attr:`calibrations` of each film: the calibrated size nearest its ``STAT_n`` (log scale)."""
-        n = len(descriptors)
+    def calibration_index(self, descriptors: pd.DataFrame | Mapping[str, float]) -> np.ndarray:
+        """Which calibration each film gets.
+
+        Parameters
+        ----------
+        descriptors
+            ``(n, ...)`` films (or one film as ``{name: value}``); ``STAT_n``, their voxel count, picks the calibration.
+
+        Returns
+        -------
+        np.ndarray
+            ``(n,)`` index into :attr:`calibrations`: the calibrated size nearest each film's ``STAT_n`` in log scale;
+            on a tie the calibration films' (fresh series) over the training films'; 0 (the training films') for a
+            film without a finite, positive ``STAT_n``.
+        """
+        frame = _frame(descriptors)
         sizes = [c.voxels for c in self.calibrations]
-        if len(sizes) == 1 or SIZE_COLUMN not in descriptors.columns:
-            return np.zeros(n, dtype=int)
-        voxels = pd.to_numeric(descriptors[SIZE_COLUMN], errors="coerce").to_numpy(dtype=float)
+        if len(sizes) == 1 or SIZE_COLUMN not in frame.columns:
+            return np.zeros(len(frame), dtype=int)
+        voxels = pd.to_numeric(frame[SIZE_COLUMN], errors="coerce").to_numpy(dtype=float)
         known = np.array([np.log(v) if v else np.nan for v in sizes])
-        gap = np.abs(np.log(np.where(voxels > 0, voxels, np.nan))[:, None] - known[None, :])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = np.abs(np.log(np.where(voxels > 0, voxels, np.nan))[:, None] - known[None, :])
         gap = np.where(np.isnan(gap), np.inf, gap)
-        index = np.argmin(gap, axis=1)  # ties: the first (the training films')
+        index = len(sizes) - 1 - np.argmin(gap[:, ::-1], axis=1)  # ties: the latest (calibration films over training films)
         return np.where(np.isfinite(gap.min(axis=1)), index, 0)
 
     def predict_set(self, descriptors: pd.DataFrame) -> RecipeDistribution:
@@ -527,12 +553,8 @@ def _calibration(joint: np.ndarray, marginal_scores: np.ndarray, level: float, *
 def _split_calibration(table: pd.DataFrame, parts: _Parts, features: list[str], x_mean: np.ndarray, x_std: np.ndarray,
                        y_mean: np.ndarray, y_std: np.ndarray, level: float) -> Calibration:
     """Split-conformal radii from calibration films scored by the posterior fitted on all training films."""
-    missing = [n for n in (*RECIPE, *features, SIZE_COLUMN) if n not in table.columns]
-    if missing:
-        raise InvalidInputError(f"posterior: the calibration films have no {missing[0]!r} column")
+    check_calibration_table(table, (*RECIPE, *features))
     voxels = _film_voxels(table)
-    if voxels is None or len(table) < 10:
-        raise InvalidInputError(f"posterior: need at least 10 calibration films with a voxel count ({SIZE_COLUMN}), got {len(table)}")
     x = np.nan_to_num((table[features].to_numpy(dtype=float) - x_mean) / x_std)
     y = (table[list(RECIPE)].to_numpy(dtype=float) - y_mean) / y_std
     joint, marginal = parts.scores(x, y)
@@ -570,7 +592,14 @@ def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LE
                         features: Sequence[str] | None = None, calibration_table: pd.DataFrame | None = None) -> RecipePosterior:
     """:meth:`RecipePosterior.fit` on a training table, fitted once per process and table content (a hash of it).
 
-    ``calibration_table``: a bundle's calibration films at its generated film size (or ``None``).
+    Parameters
+    ----------
+    table
+        The training films (a bundle's ``descriptor_table``), or ``None``.
+    level, features
+        As :meth:`RecipePosterior.fit`.
+    calibration_table
+        A bundle's calibration films at its generated film size, or ``None``.
 
     Raises
     ------

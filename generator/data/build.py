@@ -90,9 +90,9 @@ def _series_parameters_in(out: Path) -> dict[int, tuple[float, float, int]]:
 def _existing_series(out: Path, preset: DatasetPreset, n_phases: int) -> set[int]:
     """Finished series of ``out`` that this preset resumes.
 
-    A scrambled-Halton preset resumes a file of fewer (or more) series of the same sequence: its first points are the
-    same whatever ``n_series`` is, so a dataset grows by simulating only the new series (their (phi, chi, seed) checked
-    against the file's).
+    A scrambled-Halton preset resumes a file of fewer series of the same sequence: its first points are the same
+    whatever ``n_series`` is, so a dataset grows by simulating only the new series. Every series in the file must be
+    one the preset makes (same (phi, chi, seed)); a file of more series is another dataset.
     """
     attrs = read_root_attributes(out)
     if attrs.get("format") != FORMAT:
@@ -113,7 +113,8 @@ def _existing_series(out: Path, preset: DatasetPreset, n_phases: int) -> set[int
     for series, (phi, chi_, seed) in written.items():
         if series >= len(phi0) or not (np.isclose(phi, phi0[series]) and np.isclose(chi_, chi[series]) and seed == seeds[series]):
             raise InvalidInputError(
-                f"{out} holds series {series}, which this preset ({len(phi0)} series) does not make; "
+                f"{out} holds series {series}, which this preset ({len(phi0)} series) does not make (another design, seed or "
+                f"number of series); "
                 "pass --overwrite or choose another path"
             )
     return {series for series, n in counts.items() if n == per_series}

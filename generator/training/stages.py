@@ -29,7 +29,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from generator.checkpoint import in_plane_multiple_of_configs, make_bundle, save_bundle, zip_problem
+from generator.checkpoint import check_calibration_table, in_plane_multiple_of_configs, make_bundle, save_bundle, zip_problem
 from generator.errors import CheckpointError, InvalidInputError
 from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, LatentUNet
@@ -264,8 +264,15 @@ def _periodic(config: TrainConfig) -> bool:
     return pads == ("periodic",) * 3
 
 
-def _generate_shape(config: TrainConfig, film_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The bundle's default film size: ``data.generate_shape`` (checked) or the training films' size."""
+def generate_shape(config: TrainConfig, film_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The bundle's default film size: ``data.generate_shape`` (checked) or the training films' size.
+
+    Raises
+    ------
+    InvalidInputError
+        Another size than ``film_shape`` with networks that are not periodic in-plane, another Z, or X, Y
+        that are not multiples of the networks' in-plane stride.
+    """
     if config.data.generate_shape is None:
         return film_shape
     shape = tuple(int(n) for n in config.data.generate_shape)
@@ -304,8 +311,8 @@ def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
     """Refuse a folder holding a run of another config or dataset; record this run's config.
 
     Only the step counts (``max_steps``, ``val_every``, ``checkpoint_every``), the ``lr_schedule`` and the CPU settings of the
-    trainer (``threads``, ``num_workers``, ``mkldnn``, ``channels_last``, ``gradient_clip_val``: train on with clipping) and the
-    bundle's ``ddpm.sampling`` defaults may differ: training a stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
+    trainer (``threads``, ``num_workers``, ``mkldnn``, ``channels_last``, ``gradient_clip_val``: train on with clipping), the
+    bundle's ``ddpm.sampling`` defaults and the calibration films (``data.calibration_series``, ``data.calibration_seed``) may differ: training a stage for longer is resuming it (delete the stage's ``<stage>.pt`` so that it runs again, and it
     continues from its last checkpoint).
     """
     record = {"config": config.model_dump(mode="json"), "n_samples": n_samples}
@@ -373,15 +380,16 @@ def train_pipeline(
         latent_shape = vae_config.latent_shape(dataset.volume_shape)
     except ValueError as exc:
         raise InvalidInputError(f"vae.model.widths: {exc}") from None
-    generate_shape = _generate_shape(config, tuple(dataset.volume_shape))
+    film_size = generate_shape(config, tuple(dataset.volume_shape))
     calibration_table = None
     if calibration is not None:
         calibration_set = open_dataset(calibration)
-        if tuple(calibration_set.volume_shape) != tuple(generate_shape):
+        if tuple(calibration_set.volume_shape) != tuple(film_size):
             raise InvalidInputError(f"calibration: its films are {list(calibration_set.volume_shape)}, the generated films "
-                                    f"{list(generate_shape)}")
+                                    f"{list(film_size)}")
         calibration_table = sample_table(calibration_set)
         check_attributes(calibration_table, attributes, "calibration")
+        check_calibration_table(calibration_table)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_out_dir(out_dir, config, len(table))
     train_idx, val_idx = split_by_series(table["series"].to_numpy(), config.data.val_fraction, seed=config.data.seed)
@@ -473,7 +481,7 @@ def train_pipeline(
 
     descriptor_table = table.copy()
     bundle = make_bundle(
-        vae=vae, feature_predictor=fp, unet=unet, schedule=config.ddpm.schedule, volume_shape=generate_shape, training_shape=dataset.volume_shape,
+        vae=vae, feature_predictor=fp, unet=unet, schedule=config.ddpm.schedule, volume_shape=film_size, training_shape=dataset.volume_shape,
         condition_names=config.data.conditions, attribute_names=attributes,
         context_mean=context_mean, context_std=context_std, latent_mean=latent_mean, latent_std=latent_std,
         descriptor_table=descriptor_table, training_config=config.model_dump(mode="json"),

@@ -63,7 +63,7 @@ def train(
     With --init-from, MicroGen3D's published networks (their architecture) are
     fine-tuned on --data instead (see docs/microgen3d.md).
     """
-    from generator.training import train_pipeline
+    from generator.training import generate_shape, train_pipeline
     from generator.training.config import load_config
 
     if data is not None and not any(ch in str(data) for ch in "*?[") and not data.exists():
@@ -83,6 +83,9 @@ def train(
     if data is None:
         if config.data.dataset is None:
             raise InvalidInputError("--data: required, since the config names no dataset preset (data.dataset) to simulate")
+        from generator.physics.presets import load_preset
+
+        film_size = generate_shape(config, tuple(load_preset(config.data.dataset).ch.shape))  # checked before any simulation
         data = build_training_data(config.data.dataset, out / "data.h5", n_phases=config.data.n_phases,
                                    device=_simulation_device(config.trainer.accelerator), progress=progress)
         if config.data.calibration_series:
@@ -90,8 +93,11 @@ def train(
                 config.data.dataset, out / "calibration.h5", n_phases=config.data.n_phases,
                 device=_simulation_device(config.trainer.accelerator), progress=progress, stage="calibration",
                 overrides={"design": "halton", "n_series": config.data.calibration_series, "seed": config.data.calibration_seed,
-                           **({"ch": {"shape": config.data.generate_shape}} if config.data.generate_shape else {})},
+                           "ch": {"shape": list(film_size)}},
             )
+    elif config.data.calibration_series:
+        typer.echo(f"note: --data given, so no calibration films are simulated (data.calibration_series = "
+                   f"{config.data.calibration_series} applies to the preset's own dataset)", err=True)
     bundle = train_pipeline(config, data=data, out_dir=out, progress=progress, calibration=calibration)
     typer.echo(f"wrote {bundle}")
 

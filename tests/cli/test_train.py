@@ -44,6 +44,13 @@ def test_bad_input(tiny_dataset, tmp_path, monkeypatch, capsys, args, message):
     assert not (tmp_path / "out").exists()
 
 
+def test_an_impossible_film_size_is_refused_before_any_simulation(tmp_path, monkeypatch, capsys):
+    code, _, err = _run(monkeypatch, capsys, "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress",
+                        "--set", "data.generate_shape=[64,32,16]", "--set", "data.calibration_series=3")
+    assert code == 2 and err.startswith("error: data.generate_shape") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "m" / "data.h5").exists()
+
+
 def test_missing_data(tmp_path, monkeypatch, capsys):
     code, _, err = _run(monkeypatch, capsys, "--data", str(tmp_path / "none.h5"), "--out", str(tmp_path / "o"))
     assert code == 2 and "--data" in err and "does not exist" in err

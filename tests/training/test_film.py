@@ -100,9 +100,9 @@ def test_the_bundle_carries_its_sampling_defaults(periodic_bundle):
 
 def test_generate_shape_needs_periodic_networks():
     with pytest.raises(InvalidInputError, match="periodic"):
-        from generator.training.stages import _generate_shape
+        from generator.training.stages import generate_shape
 
-        _generate_shape(load_config("tiny", {"data": {"generate_shape": [64, 32, 16]}}), (32, 32, 16))
+        generate_shape(load_config("tiny", {"data": {"generate_shape": [64, 32, 16]}}), (32, 32, 16))
 
 
 def test_generate_cli_takes_a_film_size(periodic_bundle, tmp_path, monkeypatch, capsys):
