@@ -93,29 +93,55 @@ def optional_table(bundle: Mapping[str, Any], key: str) -> pd.DataFrame | None:
     return tensor_to_table(stored) if stored is not None else None
 
 
+def calibration_groups(table: pd.DataFrame) -> list[tuple[float, pd.DataFrame]]:
+    """Calibration films grouped by film size.
+
+    Parameters
+    ----------
+    table
+        One row per calibration film, with ``STAT_n`` (the film's voxel count).
+
+    Returns
+    -------
+    list of (float, pandas.DataFrame)
+        ``(voxels, films)`` per film size, smallest first; films without a
+        finite, positive ``STAT_n`` are left out (an empty list without the column).
+    """
+    if "STAT_n" not in table.columns:
+        return []
+    voxels = pd.to_numeric(table["STAT_n"], errors="coerce").to_numpy(dtype=float)
+    usable = np.isfinite(voxels) & (voxels > 0)
+    films = table.loc[usable]
+    return [(float(size), group) for size, group in films.groupby(voxels[usable], sort=True)]
+
+
 def check_calibration_table(table: pd.DataFrame, needed: Sequence[str] = ()) -> None:
     """Refuse calibration films that cannot calibrate a recipe posterior.
 
     Parameters
     ----------
     table
-        One row per calibration film.
+        One row per calibration film; several film sizes may share it (each calibrates films of its size).
     needed
         Columns it must hold besides ``STAT_n`` (the recipe, the descriptors the posterior reads).
 
     Raises
     ------
     InvalidInputError
-        A missing column, or fewer than :data:`MIN_CALIBRATION_FILMS` films with a finite, positive ``STAT_n``.
+        A missing column, no film with a finite, positive ``STAT_n``, or a film
+        size with fewer than :data:`MIN_CALIBRATION_FILMS` films.
     """
     missing = [n for n in (*needed, "STAT_n") if n not in table.columns]
     if missing:
         raise InvalidInputError(f"calibration: the calibration films have no {missing[0]!r} column")
-    voxels = pd.to_numeric(table["STAT_n"], errors="coerce").to_numpy(dtype=float)
-    usable = int((np.isfinite(voxels) & (voxels > 0)).sum())
-    if usable < MIN_CALIBRATION_FILMS:
+    groups = calibration_groups(table)
+    if not groups:
         raise InvalidInputError(f"calibration: need at least {MIN_CALIBRATION_FILMS} calibration films with a voxel count (STAT_n), "
-                                f"got {usable}")
+                                "got 0")
+    for voxels, films in groups:
+        if len(films) < MIN_CALIBRATION_FILMS:
+            raise InvalidInputError(f"calibration: need at least {MIN_CALIBRATION_FILMS} calibration films of each size, "
+                                    f"got {len(films)} of {voxels:,.0f} voxels (STAT_n)")
 
 
 def make_bundle(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from generator.checkpoint import in_plane_multiple_of_configs, optional_table, read_bundle, tensor_to_table
+from generator.checkpoint import calibration_groups, in_plane_multiple_of_configs, optional_table, read_bundle, tensor_to_table
 from generator.errors import FileFormatError
 from generator.loading import DEFAULT_BUNDLE, load_generator
 from generator.models.microgen3d import read_metadata
@@ -60,7 +60,10 @@ class ModelInfo:
     n_training_samples, n_training_series
         Size of the training table (0 when the model carries none).
     n_calibration_films, n_calibration_series
-        Size of the recipe posterior's calibration table (films at ``volume_shape`` from unused series; 0: none).
+        Size of the recipe posterior's calibration table (films from unused series; 0: none).
+    calibration_sizes
+        The calibration films per film size, smallest first: ``{"voxels", "shape", "films", "series"}``
+        (``shape`` is ``volume_shape`` or ``training_shape`` when the voxel count is theirs, else ``None``).
     dataset
         ``{"preset", "n_phases", "ch_parameters"}``: how the training data was simulated (empty when unknown).
     training
@@ -84,6 +87,7 @@ class ModelInfo:
     n_training_series: int = 0
     n_calibration_films: int = 0
     n_calibration_series: int = 0
+    calibration_sizes: list[dict[str, Any]] = field(default_factory=list)
     dataset: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
@@ -146,6 +150,8 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
     }
     simulation = bundle.get("simulation") or {}
     calibration = optional_table(bundle, "calibration_table")
+    shapes = [tuple(bundle["volume_shape"]), tuple(bundle.get("training_shape") or bundle["volume_shape"])]
+    sizes = [] if calibration is None else calibration_sizes(calibration, shapes)
     training = dict(bundle.get("training_record") or {})
     training.setdefault("config", (bundle["configs"].get("training") or {}).get("name"))
     return ModelInfo(
@@ -154,11 +160,25 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         latent_shape=tuple(bundle["latent_shape"]), in_plane_multiple=in_plane_multiple_of_configs(bundle["configs"]),
         conditions=conditions, attributes=list(bundle["attribute_names"]),
         n_training_samples=len(table), n_training_series=int(table["series"].nunique()) if "series" in table else 0,
-        n_calibration_films=0 if calibration is None else len(calibration),
-        n_calibration_series=int(calibration["series"].nunique()) if calibration is not None and "series" in calibration else 0,
+        n_calibration_films=sum(size["films"] for size in sizes),
+        n_calibration_series=sum(size["series"] for size in sizes),
+        calibration_sizes=sizes,
         dataset=dict(simulation), training=training, card=read_card(target),
         sampling={**SAMPLING_DEFAULTS, **dict(bundle.get("sampling_defaults") or {})},
     )
+
+
+def calibration_sizes(table: pd.DataFrame, shapes: list[tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Calibration films per film size: ``{"voxels", "shape", "films", "series"}``, smallest first.
+
+    ``shape`` is the first of ``shapes`` with the films' voxel count (``None`` if none has it).
+    """
+    out = []
+    for voxels, films in calibration_groups(table):
+        shape = next((list(s) for s in shapes if int(np.prod(s)) == int(voxels)), None)
+        series = int(films["series"].nunique()) if "series" in films else 0
+        out.append({"voxels": int(voxels), "shape": shape, "films": len(films), "series": series})
+    return out
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,9 @@ gives a *distribution* of recipes instead, learnt from the training data's
    less noisy, so its recipe is read better and the training films' radius
    over-covers it (on the film model's 128x128x64 films, 64x64x64 training
    films: 97 % for 80 %). Given *calibration films* at another size (fresh
-   series simulated at the generator's film size; a bundle's
-   ``calibration_table``), the radii for that size are the conformal quantiles
+   series simulated at the generator's film size by ``microdesign train``, or
+   at any size by ``microdesign calibrate``; a bundle's ``calibration_table``
+   may hold several sizes), the radii for each size are the conformal quantiles
    of their scores under the posterior fitted on all training films: plain
    split conformal, exchangeable with new films of that size. A film gets the
    radii of the calibrated size nearest to its own (``STAT_n``, the voxel
@@ -67,7 +68,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from generator.checkpoint import check_calibration_table
+from generator.checkpoint import calibration_groups, check_calibration_table
 from generator.descriptors import NON_DESCRIPTOR_COLUMNS, compute_batch, is_count
 from generator.errors import InvalidInputError
 from generator.loading import DEFAULT_BUNDLE
@@ -314,17 +315,17 @@ class RecipePosterior:
             ``(n_splits + 1)²``, but the residual bank then describes fold models
             that are worse than the final one, and the regions over-cover new series).
         calibration_table
-            Optional films of another size than the training films, from series the
+            Optional films of other sizes than the training films, from series the
             training never used (recipe and descriptor columns, ``STAT_n``, ``series``):
-            the radii for films of their size are split-conformal quantiles of their scores
-            (module docstring, point 5).
+            the radii for films of each size (``STAT_n``) are split-conformal quantiles of
+            the scores of that size's films (module docstring, point 5).
 
         Raises
         ------
         InvalidInputError
             Missing recipe columns, no usable feature, fewer than 3 series, a
             level outside (0, 1) or an unknown calibration; calibration films without
-            a needed column or with fewer than 10 voxel counts, or given for training films without ``STAT_n``. With few series (the ``tiny`` test data) it fits,
+            a needed column or with fewer than 10 films of a size, or given for training films without ``STAT_n``. With few series (the ``tiny`` test data) it fits,
             but the calibration means little: :attr:`n_series` says on how many it rests.
         """
         from sklearn.model_selection import GroupKFold
@@ -370,7 +371,9 @@ class RecipePosterior:
             if calibrations[0].voxels is None:
                 raise InvalidInputError(f"posterior: the training films have no voxel count ({SIZE_COLUMN}), so calibration films "
                                         "of another size cannot be told from them")
-            calibrations.append(_split_calibration(calibration_table, parts, features, x_mean, x_std, y_mean, y_std, level))
+            check_calibration_table(calibration_table, (*RECIPE, *features))
+            calibrations += [_split_calibration(films, parts, features, x_mean, x_std, y_mean, y_std, level)
+                             for _, films in calibration_groups(calibration_table)]
         return cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, parts=parts, level=float(level),
                    calibrations=calibrations, n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
 
@@ -552,8 +555,7 @@ def _calibration(joint: np.ndarray, marginal_scores: np.ndarray, level: float, *
 
 def _split_calibration(table: pd.DataFrame, parts: _Parts, features: list[str], x_mean: np.ndarray, x_std: np.ndarray,
                        y_mean: np.ndarray, y_std: np.ndarray, level: float) -> Calibration:
-    """Split-conformal radii from calibration films scored by the posterior fitted on all training films."""
-    check_calibration_table(table, (*RECIPE, *features))
+    """Split-conformal radii from calibration films of one size scored by the posterior fitted on all training films."""
     voxels = _film_voxels(table)
     x = np.nan_to_num((table[features].to_numpy(dtype=float) - x_mean) / x_std)
     y = (table[list(RECIPE)].to_numpy(dtype=float) - y_mean) / y_std

@@ -15,6 +15,7 @@ from inverse.cli import (  # noqa: F401  (each module registers its commands)
     dashboard,
     dataset,
     info,
+    calibrate,
 )
 
 __all__ = ["app", "main"]

@@ -14,6 +14,13 @@ def _shape(shape) -> str:
     return "x".join(str(int(n)) for n in shape)
 
 
+def calibration_lines(sizes: list[dict]) -> list[str]:
+    """``recipe calibration: 96 films of 128x128x64 from 12 unused series``, one line per film size (``calibration_sizes``)."""
+    return [f"recipe calibration: {size['films']} films of "
+            f"{_shape(size['shape']) if size['shape'] else format(size['voxels'], ',') + ' voxels'} "
+            f"from {size['series']} unused series" for size in sizes]
+
+
 @app.command()
 def info(
     model: Annotated[str, typer.Argument(help="Bundle file, 'default' (the shipped model), or a MicroGen3D weights folder.")] = "default",
@@ -43,10 +50,7 @@ def info(
                      f"guidance {record.sampling['guidance']:g}, feature guidance {record.sampling['feature_guidance']:g}")
     if record.n_training_samples:
         lines.append(f"training data: {record.n_training_samples} films from {record.n_training_series} series")
-    if record.n_calibration_films:
-        size = "x".join(map(str, record.volume_shape))
-        lines.append(f"recipe calibration: {record.n_calibration_films} films of {size} from {record.n_calibration_series} "
-                     "unused series")
+    lines += calibration_lines(record.calibration_sizes)
     if record.dataset:
         ch = record.dataset.get("ch_parameters", {})
         physics = ", ".join(f"{k} {ch[k]}" for k in ("shape", "dt", "steps", "z_boundary", "adaptive", "kappa") if k in ch)

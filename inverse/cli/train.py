@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from generator.errors import FileFormatError, InvalidInputError
 from generator.validation import check_accelerator
 from inverse.cli._app import app
+
+if TYPE_CHECKING:
+    from generator.physics.presets import DatasetPreset
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -135,7 +138,7 @@ def _simulation_device(accelerator: str) -> str:
     return "cuda" if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() else "cpu"
 
 
-def build_training_data(dataset_preset: str, path: Path, *, n_phases: int | None = None, device: str = "cpu",
+def build_training_data(dataset_preset: str | DatasetPreset, path: Path, *, n_phases: int | None = None, device: str = "cpu",
                         progress: bool = True, overrides: dict[str, Any] | None = None, stage: str = "data") -> Path:
     """Simulate a dataset preset into ``path`` and label it with the descriptors; both steps resume.
 

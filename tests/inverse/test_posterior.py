@@ -174,3 +174,24 @@ def test_films_of_another_size_are_calibrated_by_their_own_films(training_table)
     assert posterior.predict(new.drop(columns="STAT_n")).radius[0] == pytest.approx(plain.radius)
     with pytest.raises(InvalidInputError, match="calibration films have no 'STAT_n'"):
         RecipePosterior.fit(fitted, n_estimators=10, calibration_table=calibration.drop(columns="STAT_n"))
+
+
+def test_calibration_films_of_several_sizes_each_calibrate_their_own_size(training_table):
+    """One calibration table, two film sizes (``microdesign calibrate`` adds sizes): one split calibration per size."""
+    held = training_table["series"] % 3 == 1
+    fitted, other = training_table[~held].reset_index(drop=True), training_table[held].reset_index(drop=True)
+    size = fitted["STAT_n"].median()
+    first = other["series"] % 2 == 0
+    at_training_size = other[first].assign(STAT_n=size)  # calibration films at the training films' own size
+    at_8x = other[~first].assign(STAT_n=8 * size)
+    posterior = RecipePosterior.fit(fitted, n_estimators=40, seed=1,
+                                    calibration_table=pd.concat([at_8x, at_training_size], ignore_index=True))
+    single = RecipePosterior.fit(fitted, n_estimators=40, seed=1, calibration_table=at_8x.reset_index(drop=True))
+    assert [(c.method, c.voxels, c.n_films) for c in posterior.calibrations] == [
+        ("nested", size, len(fitted)), ("split", size, len(at_training_size)), ("split", 8 * size, len(at_8x))]
+    assert posterior.calibrations[2].radius == pytest.approx(single.calibrations[1].radius)  # the other size changes nothing
+    # a film of the training size is read with the calibration films of that size (fresh series), not the training films'
+    films = other.head(3)
+    index = posterior.calibration_index(pd.concat([films.assign(STAT_n=size), films.assign(STAT_n=8 * size),
+                                                   films.assign(STAT_n=6 * size), films.drop(columns="STAT_n")]))
+    assert list(index) == [1] * 3 + [2] * 6 + [0] * 3
