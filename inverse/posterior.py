@@ -366,16 +366,23 @@ class RecipePosterior:
             for train, test in GroupKFold(n_splits=n_splits).split(x, y, groups):
                 inner = fit_parts(x[train], y[train], groups[train])
                 joint[test], marginal_scores[test] = inner.scores(x[test], y[test])
-        calibrations = [_calibration(joint, marginal_scores, level, voxels=_film_voxels(table), n_series=n_series, method=calibration)]
+        training = _calibration(joint, marginal_scores, level, voxels=_film_voxels(table), n_series=n_series, method=calibration)
+        posterior = cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, parts=parts, level=float(level),
+                        calibrations=[training], n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
         if calibration_table is not None:
-            if calibrations[0].voxels is None:
+            if training.voxels is None:
                 raise InvalidInputError(f"posterior: the training films have no voxel count ({SIZE_COLUMN}), so calibration films "
                                         "of another size cannot be told from them")
             check_calibration_table(calibration_table, (*RECIPE, *features))
-            calibrations += [_split_calibration(films, parts, features, x_mean, x_std, y_mean, y_std, level)
-                             for _, films in calibration_groups(calibration_table)]
-        return cls(features=features, x_mean=x_mean, x_std=x_std, y_mean=y_mean, y_std=y_std, parts=parts, level=float(level),
-                   calibrations=calibrations, n_series=n_series, y_min=y_raw.min(axis=0), y_max=y_raw.max(axis=0))
+            posterior.calibrations += [posterior._split_calibration(films) for _, films in calibration_groups(calibration_table)]
+        return posterior
+
+    def _split_calibration(self, films: pd.DataFrame) -> Calibration:
+        """Split-conformal radii from calibration films of one size, scored by this posterior (fitted on all training films)."""
+        y = (films[list(RECIPE)].to_numpy(dtype=float) - self.y_mean) / self.y_std
+        joint, marginal = self.parts.scores(self._features(films), y)
+        n_series = int(films["series"].nunique()) if "series" in films.columns else len(films)
+        return _calibration(joint, marginal, self.level, voxels=_film_voxels(films), n_series=n_series, method="split")
 
     # ------------------------------------------------------------------ prediction
 
@@ -551,17 +558,6 @@ def _calibration(joint: np.ndarray, marginal_scores: np.ndarray, level: float, *
     marginal = np.array([_conformal_quantile(marginal_scores[:, j], level) for j in range(marginal_scores.shape[1])])
     return Calibration(voxels=voxels, radius=_conformal_quantile(joint, level), marginal_radius=marginal, n_films=len(joint),
                        n_series=n_series, method=method)
-
-
-def _split_calibration(table: pd.DataFrame, parts: _Parts, features: list[str], x_mean: np.ndarray, x_std: np.ndarray,
-                       y_mean: np.ndarray, y_std: np.ndarray, level: float) -> Calibration:
-    """Split-conformal radii from calibration films of one size scored by the posterior fitted on all training films."""
-    voxels = _film_voxels(table)
-    x = np.nan_to_num((table[features].to_numpy(dtype=float) - x_mean) / x_std)
-    y = (table[list(RECIPE)].to_numpy(dtype=float) - y_mean) / y_std
-    joint, marginal = parts.scores(x, y)
-    n_series = int(table["series"].nunique()) if "series" in table.columns else len(table)
-    return _calibration(joint, marginal, level, voxels=voxels, n_series=n_series, method="split")
 
 
 def _other_series_neighbours(neighbours: Any, x: np.ndarray, groups: np.ndarray, k: int) -> np.ndarray:

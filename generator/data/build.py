@@ -18,6 +18,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -25,7 +26,6 @@ from generator.data.hdf5 import (
     encode_sample,
     FORMAT,
     FORMAT_VERSION,
-    finished_series,
     open_h5,
     read_root_attributes,
     reported_write_errors,
@@ -76,15 +76,19 @@ def _prepare_output(out: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _series_parameters_in(out: Path) -> dict[int, tuple[float, float, int]]:
-    """``{series: (phi, chi, seed)}`` as written in a file (from each series' first snapshot found)."""
+def _series_in(out: Path) -> tuple[dict[int, int], dict[int, tuple[float, float, int]]]:
+    """One pass over a file: snapshots per series, and ``{series: (phi, chi, seed)}`` from each series' first snapshot."""
+    counts: dict[int, int] = {}
     found: dict[int, tuple[float, float, int]] = {}
     with open_h5(out) as h5:
         for dset in h5.values():
             attrs = dset.attrs
-            if "series" in attrs and int(attrs["series"]) not in found:
-                found[int(attrs["series"])] = (float(attrs["phi"]), float(attrs["chi"]), int(attrs["seed"]))
-    return found
+            if not isinstance(dset, h5py.Dataset) or "series" not in attrs:
+                continue
+            series = int(attrs["series"])
+            counts[series] = counts.get(series, 0) + 1
+            found.setdefault(series, (float(attrs["phi"]), float(attrs["chi"]), int(attrs["seed"])))
+    return counts, found
 
 
 def _existing_series(out: Path, preset: DatasetPreset, n_phases: int) -> set[int]:
@@ -107,9 +111,8 @@ def _existing_series(out: Path, preset: DatasetPreset, n_phases: int) -> set[int
             f"{attrs.get('n_phases')} phases); pass --overwrite or choose another path"
         )
     per_series = len(preset.ch.snapshot_steps())
-    counts = finished_series(out)
+    counts, written = _series_in(out)
     phi0, chi, seeds = preset.series_parameters()
-    written = _series_parameters_in(out)
     for series, (phi, chi_, seed) in written.items():
         if series >= len(phi0) or not (np.isclose(phi, phi0[series]) and np.isclose(chi_, chi[series]) and seed == seeds[series]):
             raise InvalidInputError(
