@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from generator.checkpoint import calibration_groups, check_calibration_table, table_to_tensor, tensor_to_table
+from generator.checkpoint import FILM_SHAPE_COLUMNS, check_calibration_table, table_to_tensor, tensor_to_table, with_film_shape
+from generator.descriptors.registry import BOOKKEEPING_COLUMNS
 from generator.errors import InvalidInputError
 from generator.physics.presets import DatasetPreset, load_preset
 from generator.physics.recipes import RECIPE_NAMES
@@ -40,8 +41,9 @@ def calibration_preset(simulation: Mapping[str, Any], size: Sequence[int], *, n_
     n_series, seed
         A scrambled-Halton design of ``n_series`` recipes; series ``i`` has noise seed ``seed + i``.
     preset
-        A dataset preset (name or TOML file) to use instead of the record (required
-        when the bundle has none, e.g. a bundle trained on a custom preset file).
+        A dataset preset (name or TOML file) for a bundle that does not record its
+        training physics; refused when it does (calibration films must be made
+        with the training physics).
 
     Returns
     -------
@@ -51,13 +53,18 @@ def calibration_preset(simulation: Mapping[str, Any], size: Sequence[int], *, n_
     Raises
     ------
     InvalidInputError
-        No record and no ``preset``, ``n_series`` < 1, or a size the simulator refuses.
+        No record and no ``preset``, a ``preset`` beside a record, ``n_series`` < 1, or a
+        size the simulator refuses.
     """
     if n_series < 1:
         raise InvalidInputError(f"--n-series: must be at least 1, got {n_series}")
+    recorded = bool(simulation.get("preset") and simulation.get("ch_parameters"))
+    if preset is not None and recorded:
+        raise InvalidInputError(f"--preset: the model records the physics of its training data (preset {simulation['preset']}); "
+                                "its calibration films are simulated with it")
     if preset is not None:
         base, ch = load_preset(preset), {}
-    elif simulation.get("preset") and simulation.get("ch_parameters"):
+    elif recorded:
         try:
             base = load_preset(simulation["preset"])
         except InvalidInputError:
@@ -71,7 +78,7 @@ def calibration_preset(simulation: Mapping[str, Any], size: Sequence[int], *, n_
                        ch={**ch, "shape": [int(n) for n in size]})
 
 
-def check_fresh_seeds(bundle: Mapping[str, Any], seeds: Iterable[float]) -> None:
+def check_fresh_seeds(bundle: Mapping[str, Any], seeds: Iterable[int]) -> None:
     """Refuse noise seeds of the bundle's training series: calibration films must come from series the training never used.
 
     Parameters
@@ -95,42 +102,45 @@ def check_fresh_seeds(bundle: Mapping[str, Any], seeds: Iterable[float]) -> None
                                 "from series the training never used (choose another --seed)")
 
 
-def add_calibration_films(bundle: Mapping[str, Any], films: pd.DataFrame) -> dict[str, Any]:
-    """A bundle whose calibration films of one size are ``films`` (earlier films of that size replaced).
+def add_calibration_films(bundle: Mapping[str, Any], films: pd.DataFrame, shape: Sequence[int]) -> dict[str, Any]:
+    """A bundle whose calibration films of one shape are ``films`` (earlier films of that shape replaced).
 
     Parameters
     ----------
     bundle
         A generator bundle (``read_bundle``); its networks are kept as they are.
     films
-        ``(n, ...)`` labelled films of one size (``sample_table`` of a described
-        dataset): the recipe, the bundle's attributes, ``STAT_n``, ``series`` and ``seed``.
+        ``(n, ...)`` labelled films (``sample_table`` of a described dataset): every
+        descriptor column of the bundle's training table (the recipe among them),
+        ``STAT_n``, ``series`` and ``seed``.
+    shape
+        ``(X, Y, Z)`` of the films.
 
     Returns
     -------
     dict
-        The bundle with its ``calibration_table`` replaced: the earlier films of other sizes, then ``films``.
+        The bundle with its ``calibration_table`` replaced: the earlier films of other
+        shapes (those of a table without shape columns are the bundle's ``volume_shape``), then ``films``.
 
     Raises
     ------
     InvalidInputError
-        A missing recipe or attribute column, films of several sizes or fewer than
-        10 films, or a film from a series the training used (a shared noise seed).
+        A missing column, fewer than 10 films, or a film from a series the training
+        used (a shared noise seed).
     """
-    attributes = [name for name in bundle["attribute_names"] if name not in RECIPE_NAMES]
-    check_calibration_table(films, (*RECIPE_NAMES, *attributes))
-    groups = calibration_groups(films)
-    if len(groups) > 1:
-        sizes = ", ".join(f"{voxels:,.0f}" for voxels, _ in groups)
-        raise InvalidInputError(f"calibration: the films have several sizes ({sizes} voxels); calibrate one size at a time")
-    voxels, films = groups[0]
+    training = tensor_to_table(bundle["descriptor_table"])
+    shape = tuple(int(n) for n in shape)
+    films = with_film_shape(films, shape)
+    check_calibration_table(films, (*RECIPE_NAMES, *(c for c in training.columns if c not in BOOKKEEPING_COLUMNS)))
     if "seed" in films:
         check_fresh_seeds(bundle, films["seed"])
-    stored = bundle.get("calibration_table")
     kept = []
+    stored = bundle.get("calibration_table")
     if stored is not None:
         earlier = tensor_to_table(stored)
-        size = pd.to_numeric(earlier["STAT_n"], errors="coerce").to_numpy(dtype=float)
-        kept = [earlier.loc[~np.isclose(size, voxels)]]
+        if not set(FILM_SHAPE_COLUMNS) <= set(earlier.columns):
+            earlier = with_film_shape(earlier, bundle["volume_shape"])  # written by training: the generated films' size
+        same = np.all(earlier[list(FILM_SHAPE_COLUMNS)].to_numpy(dtype=int) == np.array(shape), axis=1)
+        kept = [earlier.loc[~same]]
     table = pd.concat([*kept, films], ignore_index=True)
     return {**bundle, "calibration_table": table_to_tensor(table)}

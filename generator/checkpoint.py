@@ -28,9 +28,11 @@ size that is a multiple of their stride); ``training_record`` (wall and CPU
 seconds of each training stage, from the run's ``stage_times.jsonl``);
 ``sampling_defaults`` (``sampler``, ``steps``, ``guidance`` that ``generate`` uses when
 not told: the settings measured best for this model, ``ddpm.sampling`` of its config);
-``calibration_table`` (a table like ``descriptor_table``: films at ``volume_shape``
-from series the training never used, which calibrate the recipe posterior for
-films of that size, :mod:`inverse.posterior`; ``None`` when not made).
+``calibration_table`` (a table like ``descriptor_table`` plus each film's shape in
+:data:`FILM_SHAPE_COLUMNS`: films from series the training never used, at
+``volume_shape`` (``microdesign train``) or any other shape (``microdesign
+calibrate``), which calibrate the recipe posterior for films of their shape,
+:mod:`inverse.posterior`; ``None`` when not made).
 """
 
 from __future__ import annotations
@@ -93,26 +95,43 @@ def optional_table(bundle: Mapping[str, Any], key: str) -> pd.DataFrame | None:
     return tensor_to_table(stored) if stored is not None else None
 
 
-def calibration_groups(table: pd.DataFrame) -> list[tuple[float, pd.DataFrame]]:
-    """Calibration films grouped by film size.
+#: Columns of a calibration table that hold each film's shape (``X, Y, Z``). ``STAT_n`` is no measure of it:
+#: three-phase films count only their donor and acceptor voxels there. Tables written before these columns
+#: hold films of one size, the bundle's ``volume_shape``.
+FILM_SHAPE_COLUMNS = ("film_x", "film_y", "film_z")
+
+
+def with_film_shape(table: pd.DataFrame, shape: Sequence[int]) -> pd.DataFrame:
+    """``table`` with its films' shape ``(X, Y, Z)`` in :data:`FILM_SHAPE_COLUMNS`."""
+    return table.assign(**{column: int(n) for column, n in zip(FILM_SHAPE_COLUMNS, shape)})
+
+
+def calibration_groups(table: pd.DataFrame) -> list[tuple[tuple[int, ...] | None, pd.DataFrame]]:
+    """Calibration films grouped by film shape.
 
     Parameters
     ----------
     table
-        One row per calibration film, with ``STAT_n`` (the film's voxel count).
+        One row per calibration film, with ``STAT_n`` (the film's voxel count, or its donor
+        and acceptor voxels in a three-phase film) and :data:`FILM_SHAPE_COLUMNS`.
 
     Returns
     -------
-    list of (float, pandas.DataFrame)
-        ``(voxels, films)`` per film size, smallest first; films without a
+    list of (tuple or None, pandas.DataFrame)
+        ``(shape, films)`` per film shape, fewest voxels first; a table without the shape
+        columns is one group of shape ``None`` (the bundle's ``volume_shape``). Films without a
         finite, positive ``STAT_n`` are left out (an empty list without the column).
     """
     if "STAT_n" not in table.columns:
         return []
     voxels = pd.to_numeric(table["STAT_n"], errors="coerce").to_numpy(dtype=float)
-    usable = np.isfinite(voxels) & (voxels > 0)
-    films = table.loc[usable]
-    return [(float(size), group) for size, group in films.groupby(voxels[usable], sort=True)]
+    films = table.loc[np.isfinite(voxels) & (voxels > 0)]
+    if films.empty:
+        return []
+    if not set(FILM_SHAPE_COLUMNS) <= set(films.columns):
+        return [(None, films)]
+    groups = [(tuple(int(n) for n in shape), group) for shape, group in films.groupby(list(FILM_SHAPE_COLUMNS), sort=False)]
+    return sorted(groups, key=lambda item: (int(np.prod(item[0])), item[0]))
 
 
 def check_calibration_table(table: pd.DataFrame, needed: Sequence[str] = ()) -> None:
@@ -129,7 +148,7 @@ def check_calibration_table(table: pd.DataFrame, needed: Sequence[str] = ()) -> 
     ------
     InvalidInputError
         A missing column, no film with a finite, positive ``STAT_n``, or a film
-        size with fewer than :data:`MIN_CALIBRATION_FILMS` films.
+        shape with fewer than :data:`MIN_CALIBRATION_FILMS` films.
     """
     missing = [n for n in (*needed, "STAT_n") if n not in table.columns]
     if missing:
@@ -138,10 +157,11 @@ def check_calibration_table(table: pd.DataFrame, needed: Sequence[str] = ()) -> 
     if not groups:
         raise InvalidInputError(f"calibration: need at least {MIN_CALIBRATION_FILMS} calibration films with a voxel count (STAT_n), "
                                 "got 0")
-    for voxels, films in groups:
+    for shape, films in groups:
         if len(films) < MIN_CALIBRATION_FILMS:
+            size = "x".join(map(str, shape)) if shape else f"{float(films['STAT_n'].median()):,.0f} voxels"
             raise InvalidInputError(f"calibration: need at least {MIN_CALIBRATION_FILMS} calibration films of each size, "
-                                    f"got {len(films)} of {voxels:,.0f} voxels (STAT_n)")
+                                    f"got {len(films)} of {size}")
 
 
 def make_bundle(

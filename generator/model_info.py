@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,10 +60,10 @@ class ModelInfo:
     n_training_samples, n_training_series
         Size of the training table (0 when the model carries none).
     n_calibration_films, n_calibration_series
-        Size of the recipe posterior's calibration table (films from unused series; 0: none).
+        Size of the recipe posterior's calibration table (films from unused series, summed over
+        their film sizes; 0: none).
     calibration_sizes
-        The calibration films per film size, smallest first: ``{"voxels", "shape", "films", "series"}``
-        (``shape`` is ``volume_shape`` or ``training_shape`` when the voxel count is theirs, else ``None``).
+        The calibration films per film shape, fewest voxels first: ``{"shape", "films", "series"}``.
     dataset
         ``{"preset", "n_phases", "ch_parameters"}``: how the training data was simulated (empty when unknown).
     training
@@ -150,8 +150,7 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
     }
     simulation = bundle.get("simulation") or {}
     calibration = optional_table(bundle, "calibration_table")
-    shapes = [tuple(bundle["volume_shape"]), tuple(bundle.get("training_shape") or bundle["volume_shape"])]
-    sizes = [] if calibration is None else calibration_sizes(calibration, shapes)
+    sizes = [] if calibration is None else calibration_sizes(calibration, bundle["volume_shape"])
     training = dict(bundle.get("training_record") or {})
     training.setdefault("config", (bundle["configs"].get("training") or {}).get("name"))
     return ModelInfo(
@@ -168,17 +167,14 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
     )
 
 
-def calibration_sizes(table: pd.DataFrame, shapes: list[tuple[int, ...]]) -> list[dict[str, Any]]:
-    """Calibration films per film size: ``{"voxels", "shape", "films", "series"}``, smallest first.
+def calibration_sizes(table: pd.DataFrame, volume_shape: Sequence[int]) -> list[dict[str, Any]]:
+    """Calibration films per film shape, fewest voxels first: ``{"shape", "films", "series"}``.
 
-    ``shape`` is the first of ``shapes`` with the films' voxel count (``None`` if none has it).
+    A table without shape columns holds films of ``volume_shape`` (the generated size, where training made them).
     """
-    out = []
-    for voxels, films in calibration_groups(table):
-        shape = next((list(s) for s in shapes if int(np.prod(s)) == int(voxels)), None)
-        series = int(films["series"].nunique()) if "series" in films else 0
-        out.append({"voxels": int(voxels), "shape": shape, "films": len(films), "series": series})
-    return out
+    return [{"shape": list(shape or volume_shape), "films": len(films),
+             "series": int(films["series"].nunique()) if "series" in films else 0}
+            for shape, films in calibration_groups(table)]
 
 
 @dataclass(frozen=True)
@@ -201,7 +197,7 @@ class ModelRecord:
     training_shape
         ``(X, Y, Z)`` of the training films, when recorded.
     calibration_table
-        Films at the generated size from unused series, which calibrate the recipe posterior (or ``None``).
+        Films from unused series, one or more film shapes (``FILM_SHAPE_COLUMNS``), which calibrate the recipe posterior (or ``None``).
     """
 
     n_phases: int

@@ -112,8 +112,8 @@ class Generator:
     descriptor_table
         The training set's attributes, one row per sample, with a ``series`` column (or ``None``).
     calibration_table
-        Films at ``volume_shape`` from series the training never used, with their recipes and descriptors
-        (they calibrate the recipe posterior for films of that size), or ``None``.
+        Films from series the training never used, with their recipes, descriptors and shapes (they
+        calibrate the recipe posterior for films of their shape; ``generator.calibration``), or ``None``.
     condition_ranges
         ``{name: (lo, hi)}`` training range of each condition; defaults to the
         min/max of ``descriptor_table``; names without a range are not checked.

@@ -317,7 +317,7 @@ class RecipePosterior:
         calibration_table
             Optional films of other sizes than the training films, from series the
             training never used (recipe and descriptor columns, ``STAT_n``, ``series``):
-            the radii for films of each size (``STAT_n``) are split-conformal quantiles of
+            the radii for films of each shape (``FILM_SHAPE_COLUMNS``; a table without them is one size) are split-conformal quantiles of
             the scores of that size's films (module docstring, point 5).
 
         Raises
@@ -597,7 +597,7 @@ def posterior_for_table(table: pd.DataFrame | None, *, level: float = DEFAULT_LE
     level, features
         As :meth:`RecipePosterior.fit`.
     calibration_table
-        A bundle's calibration films at its generated film size, or ``None``.
+        A bundle's calibration films (one or more film shapes), or ``None``.
 
     Raises
     ------

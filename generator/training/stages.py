@@ -29,7 +29,14 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Subset, TensorDataset
 from tqdm.auto import tqdm
 
-from generator.checkpoint import check_calibration_table, in_plane_multiple_of_configs, make_bundle, save_bundle, zip_problem
+from generator.checkpoint import (
+    check_calibration_table,
+    in_plane_multiple_of_configs,
+    make_bundle,
+    save_bundle,
+    with_film_shape,
+    zip_problem,
+)
 from generator.errors import CheckpointError, InvalidInputError
 from generator.io import atomic_path
 from generator.models import VAE, FeaturePredictor, LatentUNet
@@ -387,7 +394,7 @@ def train_pipeline(
         if tuple(calibration_set.volume_shape) != tuple(film_size):
             raise InvalidInputError(f"calibration: its films are {list(calibration_set.volume_shape)}, the generated films "
                                     f"{list(film_size)}")
-        calibration_table = sample_table(calibration_set)
+        calibration_table = with_film_shape(sample_table(calibration_set), calibration_set.volume_shape)
         check_attributes(calibration_table, attributes, "calibration")
         check_calibration_table(calibration_table)
     out_dir.mkdir(parents=True, exist_ok=True)

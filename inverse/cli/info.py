@@ -15,10 +15,9 @@ def _shape(shape) -> str:
 
 
 def calibration_lines(sizes: list[dict]) -> list[str]:
-    """``recipe calibration: 96 films of 128x128x64 from 12 unused series``, one line per film size (``calibration_sizes``)."""
-    return [f"recipe calibration: {size['films']} films of "
-            f"{_shape(size['shape']) if size['shape'] else format(size['voxels'], ',') + ' voxels'} "
-            f"from {size['series']} unused series" for size in sizes]
+    """``recipe calibration: 96 films of 128x128x64 from 12 unused series``, one line per film shape (``calibration_sizes``)."""
+    return [f"recipe calibration: {size['films']} films of {_shape(size['shape'])} from {size['series']} unused series"
+            for size in sizes]
 
 
 @app.command()

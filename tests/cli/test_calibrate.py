@@ -29,7 +29,7 @@ def test_calibrate_adds_films_of_a_size_and_replaces_them_on_a_rerun(bundle, tmp
     assert "recipe calibration: 12 films of 32x32x16 from 3 unused series" in out and f"wrote {bundle}" in out
     after = read_bundle(bundle)
     record = model_info(bundle)
-    assert record.calibration_sizes == [{"voxels": 32 * 32 * 16, "shape": [32, 32, 16], "films": 12, "series": 3}]
+    assert record.calibration_sizes == [{"shape": [32, 32, 16], "films": 12, "series": 3}]
     assert sorted(set(tensor_to_table(after["calibration_table"])["seed"].astype(int))) == [9300, 9301, 9302]
     # films of the training size now get the radii of the fresh series of that size
     posterior = posterior_for_model(bundle)
@@ -58,7 +58,12 @@ def test_calibrate_writes_another_bundle_with_a_second_size(bundle, tiny_bundle,
     for network, state in original["state_dicts"].items():
         assert all(torch.equal(state[k], written["state_dicts"][network][k]) for k in state)
     code, out, err = run_main(["info", out_path], monkeypatch, capsys)
-    assert code == 0 and "recipe calibration: 12 films of 24,576 voxels from 3 unused series" in out
+    assert code == 0 and "recipe calibration: 12 films of 48x32x16 from 3 unused series" in out
+    # the same films' folder with another seed is refused before anything is simulated or written
+    code, _, err = run_main(["calibrate", "--model", out_path, "--size", "48x32x16", "--n-series", "3", "--seed", "9500",
+                             "--workdir", tmp_path / "w48", "--no-progress"], monkeypatch, capsys)
+    assert code == 2 and "--workdir:" in err and "delete it or choose another --workdir" in err
+    assert len(err.strip().splitlines()) == 1 and model_info(out_path).calibration_sizes[0]["films"] == 12
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -68,7 +73,9 @@ def test_calibrate_writes_another_bundle_with_a_second_size(bundle, tiny_bundle,
     (["--n-series", "0"], "--n-series: must be at least 1"),
     (["--out", "calibrated.txt"], "--out: a bundle file ends in .pt"),
     (["--device", "tpu"], "--device: unknown device"),
-    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--preset", "small"], "--preset: the model records the physics of its training data"),
+    (["--out", "missing/calibrated.pt"], "--out: cannot write into"),
+    (["--seed", str(2**32 - 2)], "--seed + --n-series - 1: must be a whole number"),
 ])
 def test_bad_input_is_one_line_before_any_simulation(bundle, tmp_path, monkeypatch, capsys, extra, message):
     before = bundle.read_bytes()
@@ -81,3 +88,12 @@ def test_bad_input_is_one_line_before_any_simulation(bundle, tmp_path, monkeypat
 def test_a_missing_model_is_one_line(tmp_path, monkeypatch, capsys):
     code, _, err = run_main(["calibrate", "--model", tmp_path / "nope.pt"], monkeypatch, capsys)
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_shipped_model_is_rewritten_only_when_out_names_it(tmp_path, monkeypatch, capsys):
+    from generator.loading import DEFAULT_BUNDLE
+
+    before = DEFAULT_BUNDLE.stat().st_mtime_ns
+    code, _, err = run_main(["calibrate", "--size", "64x64x64", "--workdir", tmp_path / "w"], monkeypatch, capsys)
+    assert code == 2 and "--out: name the bundle to write" in err and len(err.strip().splitlines()) == 1
+    assert DEFAULT_BUNDLE.stat().st_mtime_ns == before and not (tmp_path / "w").exists()

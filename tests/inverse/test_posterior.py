@@ -178,12 +178,14 @@ def test_films_of_another_size_are_calibrated_by_their_own_films(training_table)
 
 def test_calibration_films_of_several_sizes_each_calibrate_their_own_size(training_table):
     """One calibration table, two film sizes (``microdesign calibrate`` adds sizes): one split calibration per size."""
+    from generator.checkpoint import with_film_shape
+
     held = training_table["series"] % 3 == 1
     fitted, other = training_table[~held].reset_index(drop=True), training_table[held].reset_index(drop=True)
     size = fitted["STAT_n"].median()
     first = other["series"] % 2 == 0
-    at_training_size = other[first].assign(STAT_n=size)  # calibration films at the training films' own size
-    at_8x = other[~first].assign(STAT_n=8 * size)
+    at_training_size = with_film_shape(other[first].assign(STAT_n=size), (64, 64, 64))  # the training films' own size
+    at_8x = with_film_shape(other[~first].assign(STAT_n=8 * size), (128, 128, 512))
     posterior = RecipePosterior.fit(fitted, n_estimators=40, seed=1,
                                     calibration_table=pd.concat([at_8x, at_training_size], ignore_index=True))
     single = RecipePosterior.fit(fitted, n_estimators=40, seed=1, calibration_table=at_8x.reset_index(drop=True))
