@@ -114,9 +114,9 @@ def test_fitted_once_per_table_content(training_table):
     assert posterior_for_table(other, features=["ABS_f_D", "norm_STAT_e"]) is not first
     from generator.model_info import read_model_record
 
-    calibration = read_model_record("default").calibration_table  # the shipped model's films of 128x128x64 from fresh series
+    calibration = read_model_record("default").calibration_table  # the shipped model's films of 64x64x64 and 128x128x64 from fresh series
     assert posterior_for_model("default") is posterior_for_table(training_table, calibration_table=calibration)
-    assert [c.method for c in posterior_for_model("default").calibrations] == ["nested", "split"]
+    assert [c.method for c in posterior_for_model("default").calibrations] == ["nested", "split", "split"]  # 64x64x64, 128x128x64
     assert posterior_for_table(training_table) is not posterior_for_model("default")
     with pytest.raises(InvalidInputError, match="no training-descriptor table"):
         posterior_for_table(None)
