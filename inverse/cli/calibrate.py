@@ -17,7 +17,7 @@ from inverse.cli._app import app
 def calibrate(
     size: Annotated[Optional[str], typer.Option("--size", help="Film size XxYxZ to calibrate, e.g. 64x64x64 (the training films' size). Default: the model's generated size.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Bundle file or 'default' (the shipped model).")] = "default",
-    n_series: Annotated[int, typer.Option("--n-series", help="Fresh series to simulate (8 films each); a larger N on the same --workdir grows it.")] = 12,
+    n_series: Annotated[int, typer.Option("--n-series", help="Fresh series to simulate (a film per snapshot: 8 with the film physics); a larger N on the same --workdir grows it.")] = 12,
     seed: Annotated[int, typer.Option("--seed", help="Noise seed of the first series (series i: SEED + i); must not be a training series' seed.")] = 9200,
     preset: Annotated[Optional[str], typer.Option("--preset", help="Dataset preset (name or .toml) to simulate with; only for a model that does not record its training physics.", show_default=False)] = None,
     workdir: Annotated[Optional[Path], typer.Option("--workdir", help="Where the simulated films go (calibration.h5; resumable). Default: runs/calibrate-MODEL-SIZE-seedSEED.", show_default=False)] = None,
