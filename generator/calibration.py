@@ -18,7 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from generator.checkpoint import FILM_SHAPE_COLUMNS, check_calibration_table, table_to_tensor, tensor_to_table, with_film_shape
+from generator.checkpoint import (
+    FILM_SHAPE_COLUMNS,
+    bundle_calibration_table,
+    check_calibration_table,
+    table_to_tensor,
+    tensor_to_table,
+    with_film_shape,
+)
 from generator.descriptors.registry import BOOKKEEPING_COLUMNS
 from generator.errors import InvalidInputError
 from generator.physics.presets import DatasetPreset, load_preset
@@ -135,11 +142,8 @@ def add_calibration_films(bundle: Mapping[str, Any], films: pd.DataFrame, shape:
     if "seed" in films:
         check_fresh_seeds(bundle, films["seed"])
     kept = []
-    stored = bundle.get("calibration_table")
-    if stored is not None:
-        earlier = tensor_to_table(stored)
-        if not set(FILM_SHAPE_COLUMNS) <= set(earlier.columns):
-            earlier = with_film_shape(earlier, bundle["volume_shape"])  # written by training: the generated films' size
+    earlier = bundle_calibration_table(bundle)
+    if earlier is not None:
         same = np.all(earlier[list(FILM_SHAPE_COLUMNS)].to_numpy(dtype=int) == np.array(shape), axis=1)
         kept = [earlier.loc[~same]]
     table = pd.concat([*kept, films], ignore_index=True)

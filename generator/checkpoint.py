@@ -106,6 +106,18 @@ def with_film_shape(table: pd.DataFrame, shape: Sequence[int]) -> pd.DataFrame:
     return table.assign(**{column: int(n) for column, n in zip(FILM_SHAPE_COLUMNS, shape)})
 
 
+def bundle_calibration_table(bundle: Mapping[str, Any]) -> pd.DataFrame | None:
+    """A bundle's calibration films with their shapes, or ``None``.
+
+    Tables written by training before :data:`FILM_SHAPE_COLUMNS` existed hold films of one size,
+    the bundle's ``volume_shape``: they get it here, so every reader sees the shapes.
+    """
+    table = optional_table(bundle, "calibration_table")
+    if table is not None and not set(FILM_SHAPE_COLUMNS) <= set(table.columns):
+        table = with_film_shape(table, bundle["volume_shape"])
+    return table
+
+
 def calibration_groups(table: pd.DataFrame) -> list[tuple[tuple[int, ...] | None, pd.DataFrame]]:
     """Calibration films grouped by film shape.
 

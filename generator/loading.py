@@ -23,7 +23,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from generator.checkpoint import NonFiniteOutputError, build_networks, in_plane_multiple_of_configs, optional_table, read_bundle, tensor_to_table
+from generator.checkpoint import (
+    NonFiniteOutputError,
+    build_networks,
+    bundle_calibration_table,
+    in_plane_multiple_of_configs,
+    read_bundle,
+    tensor_to_table,
+)
 from generator.diffusion import NoiseSchedule
 from generator.errors import FileFormatError, InvalidInputError, MicrodesignError
 from generator.models import microgen3d
@@ -126,7 +133,7 @@ def load_bundle(path: str | os.PathLike[str], *, device: str | torch.device = "c
         context_mean=norm["context_mean"].numpy(),
         context_std=norm["context_std"].numpy(),
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
-        calibration_table=optional_table(bundle, "calibration_table"),
+        calibration_table=bundle_calibration_table(bundle),
         device=device,
         in_plane_multiple=in_plane_multiple_of_configs(bundle["configs"]),
         training_shape=bundle.get("training_shape"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from generator.checkpoint import calibration_groups, in_plane_multiple_of_configs, optional_table, read_bundle, tensor_to_table
+from generator.checkpoint import bundle_calibration_table, calibration_groups, in_plane_multiple_of_configs, read_bundle, tensor_to_table
 from generator.errors import FileFormatError
 from generator.loading import DEFAULT_BUNDLE, load_generator
 from generator.models.microgen3d import read_metadata
@@ -149,8 +149,8 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
         for name in bundle["condition_names"]
     }
     simulation = bundle.get("simulation") or {}
-    calibration = optional_table(bundle, "calibration_table")
-    sizes = [] if calibration is None else calibration_sizes(calibration, bundle["volume_shape"])
+    calibration = bundle_calibration_table(bundle)
+    sizes = [] if calibration is None else calibration_sizes(calibration)
     training = dict(bundle.get("training_record") or {})
     training.setdefault("config", (bundle["configs"].get("training") or {}).get("name"))
     return ModelInfo(
@@ -167,12 +167,9 @@ def model_info(path: str | os.PathLike[str] = "default", *, kind: str | None = N
     )
 
 
-def calibration_sizes(table: pd.DataFrame, volume_shape: Sequence[int]) -> list[dict[str, Any]]:
-    """Calibration films per film shape, fewest voxels first: ``{"shape", "films", "series"}``.
-
-    A table without shape columns holds films of ``volume_shape`` (the generated size, where training made them).
-    """
-    return [{"shape": list(shape or volume_shape), "films": len(films),
+def calibration_sizes(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Calibration films per film shape (``bundle_calibration_table``), fewest voxels first: ``{"shape", "films", "series"}``."""
+    return [{"shape": list(shape) if shape else None, "films": len(films),
              "series": int(films["series"].nunique()) if "series" in films else 0}
             for shape, films in calibration_groups(table)]
 
@@ -248,5 +245,5 @@ def read_model_record(model: str | os.PathLike[str] = "default", *, kind: str | 
         descriptor_table=tensor_to_table(bundle["descriptor_table"]),
         simulation=bundle.get("simulation"),
         training_shape=tuple(int(s) for s in bundle.get("training_shape") or bundle["volume_shape"]),
-        calibration_table=optional_table(bundle, "calibration_table"),
+        calibration_table=bundle_calibration_table(bundle),
     )

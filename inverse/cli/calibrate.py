@@ -36,7 +36,7 @@ def calibrate(
     are replaced; the simulation resumes when run again.
     """
     from generator.calibration import add_calibration_films, calibration_preset, check_fresh_seeds
-    from generator.checkpoint import MIN_CALIBRATION_FILMS, read_bundle, save_bundle, tensor_to_table
+    from generator.checkpoint import MIN_CALIBRATION_FILMS, bundle_calibration_table, read_bundle, save_bundle
     from generator.data.from_volume import parse_shape
     from generator.io import atomic_path
     from generator.loading import DEFAULT_BUNDLE
@@ -88,6 +88,6 @@ def calibrate(
     if target.resolve() != source.resolve() and card.is_file():
         with atomic_path(card_path(target)) as tmp:
             shutil.copyfile(card, tmp)
-    for line in calibration_lines(calibration_sizes(tensor_to_table(calibrated["calibration_table"]), bundle["volume_shape"])):
+    for line in calibration_lines(calibration_sizes(bundle_calibration_table(calibrated))):
         typer.echo(line)
     typer.echo(f"wrote {target}")
