@@ -193,27 +193,81 @@ def run_target(i: int, film: pd.Series, args, model: str, settings, posterior, s
                     "refined": True, "refine_s": result.seconds, "generator_s": study_s, "verify_s": verify_s}
     out["trial_seconds"] = trial_seconds
 
-    if args.no_baseline:
+    if args.no_baseline or args.baseline_workers:
         return out
-    # (b): physics only
-    start = time.perf_counter()
-    base = search_recipes(targets, scales, settings, storage=url, study_name=f"t{i}:physics-only", budget=args.baseline_budget,
-                          n_seeds=args.seeds, bounds=bounds, sampler="tpe", sampler_seed=i, n_startup_trials=6, device=args.device)
-    recipe = base.verified.recipe if base.verified else (base.best.recipe if base.best else None)
-    ran = base.trail[: base.trail.index(base.verified) + 1] if base.verified else base.trail
-    out["b"] = {"success": base.status == "verified", "runs": base.runs_to_verified or base.n_runs,
-                "wall_s": time.perf_counter() - start, "sim_s": sum(sum(c.seconds.values()) for c in ran), "recipe": recipe,
-                "distance": _distance(posterior, recipe, truth)}
+    b = run_baseline(i, targets, scales, settings, bounds, url, args.baseline_budget, args.seeds, args.device)
+    out["b"] = {**b, "distance": _distance(posterior, b["recipe"], truth)}
     return out
 
 
-def _write_partial(out_path: Path, args, rows: list[dict], tried: int) -> None:  # noqa: ANN001
+def run_baseline(i: int, targets: dict[str, Target], scales, settings, bounds, url: str, budget: int, n_seeds: int,  # noqa: ANN001
+                 device: str | None, threads: int | None = None) -> dict:
+    """(b), physics only, for target ``i``: Optuna TPE over the recipe with the simulator as the objective.
+
+    Resumes the target's ``t{i}:physics-only`` study when it exists (a run stopped half-way loses no simulation).
+    ``threads``: torch threads of this process (a worker beside the generator loop takes one).
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    base = search_recipes(targets, scales, settings, storage=url, study_name=f"t{i}:physics-only", budget=budget,
+                          n_seeds=n_seeds, bounds=bounds, sampler="tpe", sampler_seed=i, n_startup_trials=6, device=device)
+    recipe = base.verified.recipe if base.verified else (base.best.recipe if base.best else None)
+    ran = base.trail[: base.trail.index(base.verified) + 1] if base.verified else base.trail
+    return {"success": base.status == "verified", "runs": base.runs_to_verified or base.n_runs,
+            "wall_s": time.perf_counter() - start, "sim_s": sum(sum(c.seconds.values()) for c in ran), "recipe": recipe}
+
+
+class _ParallelBaseline:
+    """(b) in worker processes beside the generator loop (``--baseline-workers``): the simulator at 128x128x64
+    keeps about one core busy, so the physics-only searches run while (a) and (c) go on with the next targets."""
+
+    def __init__(self, args, settings, scales, posterior) -> None:  # noqa: ANN001
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.args, self.settings, self.scales, self.posterior = args, settings, scales, posterior
+        self.bounds = recipe_bounds(settings, posterior_table(args.model))
+        self.pool = ProcessPoolExecutor(max_workers=args.baseline_workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pending: dict = {}
+
+    def submit(self, row: dict, workdir: Path) -> None:
+        i = row["target"]
+        targets = {n: Target(equal=v, tolerance=self.args.tolerance) for n, v in row["targets"].items()}
+        url = f"sqlite:///{workdir / f'target{i}.db'}"
+        future = self.pool.submit(run_baseline, i, targets, self.scales, self.settings, self.bounds, url, self.args.baseline_budget,
+                                  self.args.seeds, self.args.device, 1)
+        self.pending[future] = row
+
+    def collect(self, rows: list[dict], wait: bool) -> bool:
+        """Store finished searches in their rows; with ``wait``, block until one finishes (False: none left)."""
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_for
+
+        if not self.pending:
+            return False
+        done, _ = wait_for(list(self.pending), timeout=None if wait else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            row = self.pending.pop(future)
+            b = future.result()
+            truth = np.array([row["true_recipe"][n] for n in RECIPE])
+            row["b"] = {**b, "distance": _distance(self.posterior, b["recipe"], truth), "parallel": True}
+            print(f"target {row['target']}: (b) {b['success']} in {b['runs']} runs ({b['wall_s']:.0f} s)", flush=True)
+        return bool(done)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def _write_partial(out_path: Path, args, rows: list[dict], tried: int, run_seconds: list[float]) -> None:  # noqa: ANN001
     """The targets done so far, so that a run stopped early (hours on a CPU) keeps them; the final summary replaces it."""
     partial = out_path.with_name(out_path.stem + "_partial.json")
     partial.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(partial) as tmp:
         tmp.write_text(json.dumps({"partial": True, "args": {k: v for k, v in vars(args).items()}, "n_candidates": tried,
-                                   "targets": rows}, indent=2, default=str))
+                                   "run_seconds": run_seconds, "targets": rows}, indent=2, default=str))
 
 
 #: Settings that define a run: a --resume must repeat them.
@@ -221,14 +275,15 @@ _RUN_KEYS = ("model", "quick", "n_targets", "series", "heldout_seed", "heldout",
              "tolerance", "target_films", "seeds", "n_trials", "samples", "budget", "baseline_budget", "size", "no_baseline")
 
 
-def _resumed(out_path: Path, args) -> tuple[list[dict], int]:  # noqa: ANN001
-    """The finished targets and the number of candidates tried of an earlier run's ``*_partial.json`` (none: a fresh start)."""
+def _resumed(out_path: Path, args) -> tuple[list[dict], int, list[float]]:  # noqa: ANN001
+    """The finished targets, the number of candidates tried and the simulator seconds per run of their reachability checks
+    of an earlier run's ``*_partial.json`` (none: a fresh start)."""
     from generator.errors import InvalidInputError
 
     partial = out_path.with_name(out_path.stem + "_partial.json")
     if not partial.is_file():
         print(f"--resume: no {partial.name}; starting afresh", flush=True)
-        return [], 0
+        return [], 0, []
     if not args.workdir:
         raise InvalidInputError("--resume: give the --workdir of the run to resume (its held-out films and studies)")
     earlier = json.loads(partial.read_text())
@@ -237,7 +292,7 @@ def _resumed(out_path: Path, args) -> tuple[list[dict], int]:  # noqa: ANN001
     if differ:
         raise InvalidInputError(f"--resume: {partial.name} was run with other settings ({', '.join(differ)})")
     print(f"--resume: {len(earlier['targets'])} targets done, {earlier['n_candidates']} candidates tried", flush=True)
-    return list(earlier["targets"]), int(earlier["n_candidates"])
+    return list(earlier["targets"]), int(earlier["n_candidates"]), list(earlier.get("run_seconds", []))
 
 
 _TABLES: dict[str, pd.DataFrame] = {}
@@ -359,6 +414,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help="film size XxYxZ to generate and simulate at (resizable models; default: the model's, e.g. 128x128x64). "
                              "A smaller size (the training films' 64x64x64) makes the benchmark 4x cheaper on a CPU")
     parser.add_argument("--no-baseline", action="store_true", help="skip (b), the physics-only search")
+    parser.add_argument("--baseline-workers", type=int, default=0,
+                        help="run (b) in this many processes beside (a) and (c) (one torch thread each; default 0: in line). "
+                             "The wall times of (a) then share the cores; runs and simulator seconds are unaffected")
     parser.add_argument("--coverage-only", action="store_true",
                         help="stop after the posterior coverage on the held-out films (written to --out)")
     parser.add_argument("--workdir", default=None,
@@ -373,6 +431,8 @@ def main(argv: list[str] | None = None) -> dict:
         args.budget, args.baseline_budget = min(args.budget, 12), min(args.baseline_budget, 24)
     args.tolerance = args.tolerance if args.tolerance is not None else (0.05 if args.quick else 0.03)
     args.target_films = args.target_films if args.target_films is not None else (4 if args.quick else 1)
+    if args.baseline_workers < 0:
+        parser.error("--baseline-workers: must be >= 0")
     if args.heldout and args.target_films != 1:
         parser.error("--heldout datasets have one film per recipe and snapshot: use --target-films 1")
     args.descriptors = [d.strip() for d in args.descriptors.split(",") if d.strip()]
@@ -388,7 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model {args.model}: films {list(settings.ch.shape)} ({settings.ch.z_boundary} electrodes), posterior on "
           f"{posterior.n_series} training series", flush=True)
 
-    rows, tried_before = _resumed(out_path, args) if args.resume else ([], 0)
+    rows, tried_before, run_seconds = _resumed(out_path, args) if args.resume else ([], 0, [])
     cache = Path(args.workdir) / "heldout_films.csv" if args.workdir else None
     start = time.perf_counter()
     if args.heldout:
@@ -424,12 +484,17 @@ def main(argv: list[str] | None = None) -> dict:
             picked.append(index)
     candidates = [pool.iloc[i] for i in picked[: args.max_candidates or 10 * args.n_targets]]
     verify_seeds = [DEFAULT_SEED + k for k in range(args.seeds)]
-    tried, run_seconds = 0, []
+    tried = 0
+    baseline = _ParallelBaseline(args, settings, scales, posterior) if args.baseline_workers and not args.no_baseline else None
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for stale in range(len(rows), args.n_targets):  # a target stopped half-way starts again from an empty study
             (workdir / f"target{stale}.db").unlink(missing_ok=True)
+        if baseline is not None:  # (b) of finished targets that has not finished yet resumes in its study
+            for row in rows:
+                if "b" not in row:
+                    baseline.submit(row, workdir)
         for film in candidates:
             if len(rows) >= args.n_targets:
                 break
@@ -444,10 +509,19 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             row = run_target(len(rows), film, args, args.model, settings, posterior, scales, workdir)
             rows.append(row)
-            _write_partial(out_path, args, rows, tried)
+            _write_partial(out_path, args, rows, tried, run_seconds)
             b = row.get("b", {"success": None, "runs": None})
             print(f"target {row['target']}: (a) {row['a']['success']} in {row['a']['runs']} runs, (b) {b['success']} in "
                   f"{b['runs']} runs, (c) {row['c']['success']}", flush=True)
+            if baseline is not None:
+                baseline.submit(row, workdir)
+                if baseline.collect(rows, wait=False):
+                    _write_partial(out_path, args, rows, tried, run_seconds)
+        if baseline is not None:
+            while baseline.collect(rows, wait=True):
+                _write_partial(out_path, args, rows, tried, run_seconds)
+            baseline.close()
+    tried = max(tried, tried_before)
     per_run = float(np.mean(run_seconds)) if run_seconds else float("nan")
     summary = {
         "model": str(args.model), "quick": args.quick, "film_shape": list(settings.ch.shape), "tolerance": args.tolerance,
