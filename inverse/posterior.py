@@ -379,10 +379,31 @@ class RecipePosterior:
 
     def _split_calibration(self, films: pd.DataFrame) -> Calibration:
         """Split-conformal radii from calibration films of one size, scored by this posterior (fitted on all training films)."""
-        y = (films[list(RECIPE)].to_numpy(dtype=float) - self.y_mean) / self.y_std
-        joint, marginal = self.parts.scores(self._features(films), y)
+        joint, marginal = self.scores(films)
         n_series = int(films["series"].nunique()) if "series" in films.columns else len(films)
         return _calibration(joint, marginal, self.level, voxels=_film_voxels(films), n_series=n_series, method="split")
+
+    def scores(self, films: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Conformal scores of films whose recipes are known, as the calibration scores them.
+
+        Parameters
+        ----------
+        films
+            ``(n, ...)`` table with the posterior's :attr:`features` and the recipe columns ``phi, chi, log_time``.
+
+        Returns
+        -------
+        tuple of np.ndarray
+            ``(n,)`` joint scores (the Mahalanobis distance of the true recipe from the location under the local
+            covariance: inside the region iff ``<=`` the film's calibration ``radius``) and ``(n, 3)`` per-variable
+            scores (inside the interval of variable ``j`` iff ``<= marginal_radius[j]``, before clipping to the
+            training range).
+        """
+        missing = [n for n in RECIPE if n not in films.columns]
+        if missing:
+            raise InvalidInputError(f"posterior: scoring needs the films' recipes; there is no {missing[0]!r} column")
+        y = (films[list(RECIPE)].to_numpy(dtype=float) - self.y_mean) / self.y_std
+        return self.parts.scores(self._features(films), y)
 
     # ------------------------------------------------------------------ prediction
 

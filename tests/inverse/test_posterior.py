@@ -159,9 +159,9 @@ def test_films_of_another_size_are_calibrated_by_their_own_films(training_table)
     assert len(posterior.calibrations) == 2 and posterior.radius == plain.radius  # the training films' radius is unchanged
     split = posterior.calibrations[1]
     assert split.method == "split" and split.voxels == pytest.approx(8 * fitted["STAT_n"].median())
-    x = posterior._features(calibration)
-    y = (calibration[list(RECIPE)].to_numpy() - posterior.y_mean) / posterior.y_std
-    assert split.radius == pytest.approx(_conformal_quantile(posterior.parts.scores(x, y)[0], 0.8))
+    joint, marginal = posterior.scores(calibration)
+    assert split.radius == pytest.approx(_conformal_quantile(joint, 0.8))
+    np.testing.assert_allclose(split.marginal_radius, [_conformal_quantile(marginal[:, j], 0.8) for j in range(3)])
     # new films of that size get its radius, films of the training size the training radius; same location
     dist, as_training = posterior.predict(new), posterior.predict(new.assign(STAT_n=fitted["STAT_n"].median()))
     np.testing.assert_allclose(dist.radius, split.radius)
@@ -169,6 +169,10 @@ def test_films_of_another_size_are_calibrated_by_their_own_films(training_table)
     np.testing.assert_allclose(dist.mean, as_training.mean)
     coverage = dist.contains(new[list(RECIPE)].to_numpy()).mean()
     assert 0.65 <= coverage <= 0.95, coverage
+    # a film's score says whether its true recipe is inside: the score against the radius is the region's test
+    np.testing.assert_array_equal(posterior.scores(new)[0] <= split.radius, dist.contains(new[list(RECIPE)].to_numpy()))
+    with pytest.raises(InvalidInputError, match="no 'chi' column"):
+        posterior.scores(new.drop(columns="chi"))
     # a design's mean keeps its size; films without a voxel count get the training radius
     assert posterior.predict_set(new).radius[0] == pytest.approx(split.radius)
     assert posterior.predict(new.drop(columns="STAT_n")).radius[0] == pytest.approx(plain.radius)
