@@ -336,6 +336,45 @@ def _check_out_dir(out_dir: Path, config: TrainConfig, n_samples: int) -> None:
         tmp.write_text(json.dumps(record, indent=2))
 
 
+def read_calibration_films(path: str | os.PathLike[str], film_size: Sequence[int], attributes: Sequence[str], *,
+                           n_series: int | None = None) -> pd.DataFrame:
+    """The calibration films of a training run: a labelled HDF5 file of films at the generated size.
+
+    Parameters
+    ----------
+    path
+        The file (``microdesign train`` simulates it as ``OUT/calibration.h5``).
+    film_size
+        ``(X, Y, Z)`` the generated films' size, which the films must have.
+    attributes
+        Descriptor and recipe columns every film must carry (the feature predictor's attributes).
+    n_series
+        Keep only the series numbered below it (the first ``n_series`` of the file's design); all by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per film, with its shape (``FILM_SHAPE_COLUMNS``): a bundle's ``calibration_table``.
+
+    Raises
+    ------
+    InvalidInputError
+        Films of another size, a missing column, fewer than 10 films, or fewer series than ``n_series``.
+    """
+    films = open_dataset(path)
+    if tuple(films.volume_shape) != tuple(film_size):
+        raise InvalidInputError(f"calibration: its films are {list(films.volume_shape)}, the generated films {list(film_size)}")
+    table = with_film_shape(sample_table(films), films.volume_shape)
+    if n_series is not None:
+        held = int(table["series"].nunique())
+        if held < int(n_series):
+            raise InvalidInputError(f"calibration: {path} holds {held} series, fewer than the {n_series} asked for")
+        table = table[table["series"] < int(n_series)].reset_index(drop=True)
+    check_attributes(table, attributes, "calibration")
+    check_calibration_table(table)
+    return table
+
+
 def train_pipeline(
     preset: str | os.PathLike[str] | TrainConfig,
     *,
@@ -345,6 +384,7 @@ def train_pipeline(
     progress: bool = True,
     callbacks: dict[str, Sequence[Callback]] | None = None,
     calibration: str | os.PathLike[str] | None = None,
+    calibration_series: int | None = None,
 ) -> Path:
     """Train the generator in stages and write its bundle.
 
@@ -366,6 +406,9 @@ def train_pipeline(
         Optional labelled HDF5 file of films at the generated size from series the training never used
         (``microdesign train`` simulates ``data.calibration_series`` of them): the bundle's ``calibration_table``,
         which calibrates the recipe posterior for films of that size.
+    calibration_series
+        Use only the first that many series of ``calibration`` (all by default): a run folder's calibration
+        file may hold more series of the same sequence than the config asks for now.
 
     Returns
     -------
@@ -390,13 +433,7 @@ def train_pipeline(
     film_size = generate_shape(config, tuple(dataset.volume_shape))
     calibration_table = None
     if calibration is not None:
-        calibration_set = open_dataset(calibration)
-        if tuple(calibration_set.volume_shape) != tuple(film_size):
-            raise InvalidInputError(f"calibration: its films are {list(calibration_set.volume_shape)}, the generated films "
-                                    f"{list(film_size)}")
-        calibration_table = with_film_shape(sample_table(calibration_set), calibration_set.volume_shape)
-        check_attributes(calibration_table, attributes, "calibration")
-        check_calibration_table(calibration_table)
+        calibration_table = read_calibration_films(calibration, film_size, attributes, n_series=calibration_series)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_out_dir(out_dir, config, len(table))
     train_idx, val_idx = split_by_series(table["series"].to_numpy(), config.data.val_fraction, seed=config.data.seed)

@@ -92,16 +92,22 @@ def train(
         data = build_training_data(config.data.dataset, out / "data.h5", n_phases=config.data.n_phases,
                                    device=_simulation_device(config.trainer.accelerator), progress=progress)
         if config.data.calibration_series:
+            wanted = config.data.calibration_series
+            held = _series_held(out / "calibration.h5")  # a folder's file may hold more series of the same sequence: keep it
             calibration = build_training_data(
                 config.data.dataset, out / "calibration.h5", n_phases=config.data.n_phases,
                 device=_simulation_device(config.trainer.accelerator), progress=progress, stage="calibration",
-                overrides={"design": "halton", "n_series": config.data.calibration_series, "seed": config.data.calibration_seed,
+                overrides={"design": "halton", "n_series": max(wanted, held), "seed": config.data.calibration_seed,
                            "ch": {"shape": list(film_size)}},
             )
+            if held > wanted:
+                typer.echo(f"note: {out / 'calibration.h5'} holds {held} calibration series; the first {wanted} "
+                           f"(data.calibration_series) calibrate the bundle", err=True)
     elif config.data.calibration_series:
         typer.echo(f"note: --data given, so no calibration films are simulated (data.calibration_series = "
                    f"{config.data.calibration_series} applies to the preset's own dataset)", err=True)
-    bundle = train_pipeline(config, data=data, out_dir=out, progress=progress, calibration=calibration)
+    bundle = train_pipeline(config, data=data, out_dir=out, progress=progress, calibration=calibration,
+                            calibration_series=config.data.calibration_series if calibration is not None else None)
     typer.echo(f"wrote {bundle}")
 
 
@@ -129,6 +135,19 @@ def _finetune(init_from: Path, *, kind: str | None, stages: str | None, data: Pa
         untrained = [name for name in KINDS[meta["kind"]].attributes if name not in meta.get("fp_attributes_trained", [])]
         if untrained:
             typer.echo(f"note: the data has no {', '.join(untrained)}: those feature-predictor outputs were not fine-tuned")
+
+
+def _series_held(path: Path) -> int:
+    """How many series a run folder's calibration file was made for (0: no file, or not a dataset; building it says why)."""
+    from generator.data.hdf5 import read_root_attributes
+    from generator.errors import FileFormatError
+
+    if not path.is_file():
+        return 0
+    try:
+        return int(read_root_attributes(path).get("n_series", 0))
+    except (FileFormatError, TypeError, ValueError):  # a broken or foreign file: simulate_dataset reports it in its own words
+        return 0
 
 
 def _simulation_device(accelerator: str) -> str:

@@ -78,10 +78,11 @@ def test_tiny_preset_without_data_simulates_and_labels_its_dataset(tmp_path, mon
 
     from generator.descriptors import descriptor_names
 
-    trained = []
+    trained, trained_series = [], []
 
-    def fake_train_pipeline(config, *, data, out_dir, progress, calibration):  # noqa: ANN001, ANN202 - training is tested above
+    def fake_train_pipeline(config, *, data, out_dir, progress, calibration, calibration_series):  # noqa: ANN001, ANN202 - training is tested above
         trained.append((config.name, data, calibration))
+        trained_series.append(calibration_series)
         return out_dir / "generator.pt"
 
     monkeypatch.setattr("generator.training.train_pipeline", fake_train_pipeline)
@@ -102,3 +103,19 @@ def test_tiny_preset_without_data_simulates_and_labels_its_dataset(tmp_path, mon
     assert sorted(films["seed"].unique()) == [500, 501, 502] and read_root_attributes(calibration)["n_series"] == 3
     stages = (tmp_path / "m" / "stage_times.jsonl").read_text()
     assert '"calibration: simulate"' in stages and '"calibration: describe"' in stages
+    assert trained_series == [3]
+
+    # the same folder asked for fewer calibration series: its file is kept (nothing simulated), the first ones calibrate
+    before = calibration.read_bytes()
+    code, out, err = _run(monkeypatch, capsys, "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress",
+                          "--set", "data.calibration_series=2", "--set", "data.calibration_seed=500")
+    assert code == 0, err
+    assert calibration.read_bytes() == before and trained_series == [3, 2]
+    assert "holds 3 calibration series; the first 2 (data.calibration_series) calibrate the bundle" in err
+    # and more: the file grows by the new series only
+    code, out, err = _run(monkeypatch, capsys, "--preset", "tiny", "--out", str(tmp_path / "m"), "--no-progress",
+                          "--set", "data.calibration_series=4", "--set", "data.calibration_seed=500")
+    assert code == 0, err
+    grown = sample_table(open_dataset(calibration))
+    assert sorted(grown["seed"].unique()) == [500, 501, 502, 503] and trained_series == [3, 2, 4]
+    assert grown[grown["seed"] < 503]["ABS_f_D"].tolist() == films["ABS_f_D"].tolist()

@@ -143,3 +143,22 @@ def test_the_bundle_carries_calibration_films_of_its_film_size(periodic_bundle, 
     with pytest.raises(InvalidInputError, match=r"calibration: its films are \[32, 32, 16\], the generated films \[64, 32, 16\]"):
         train_pipeline("tiny", data=tiny_dataset, out_dir=tmp_path / "m", overrides=PERIODIC, progress=False, calibration=tiny_dataset)
     assert not (tmp_path / "m").exists()
+
+
+def test_calibration_films_are_read_at_the_generated_size(calibration_films):
+    from generator.training.stages import read_calibration_films
+
+    attributes = ["phi", "chi", "log_time", "ABS_f_D"]
+    films = read_calibration_films(calibration_films, (64, 32, 16), attributes)
+    assert len(films) == 12 and films["series"].nunique() == 3
+    assert set(films[["film_x", "film_y", "film_z"]].itertuples(index=False, name=None)) == {(64, 32, 16)}
+    assert read_calibration_films(calibration_films, (64, 32, 16), attributes, n_series=3).equals(films)
+    # the first 2 series are 8 films: too few to calibrate, and said so with their count
+    with pytest.raises(InvalidInputError, match="got 8 of 64x32x16"):
+        read_calibration_films(calibration_films, (64, 32, 16), attributes, n_series=2)
+    with pytest.raises(InvalidInputError, match="holds 3 series, fewer than the 4 asked for"):
+        read_calibration_films(calibration_films, (64, 32, 16), attributes, n_series=4)
+    with pytest.raises(InvalidInputError, match=r"its films are \[64, 32, 16\], the generated films \[32, 32, 16\]"):
+        read_calibration_films(calibration_films, (32, 32, 16), attributes)
+    with pytest.raises(InvalidInputError, match="calibration"):
+        read_calibration_films(calibration_films, (64, 32, 16), [*attributes, "no_such_descriptor"])
