@@ -49,6 +49,7 @@ Prints a table and writes ``benchmarks/results/design_to_recipe.json``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -115,14 +116,10 @@ def heldout_from_file(path: str, settings) -> pd.DataFrame:  # noqa: ANN001
     Its films must have the verification size (the generated films') and the model's physics.
     """
     from generator.data.hdf5 import read_root_attributes
-    from generator.descriptors import describe_dataset
     from generator.errors import InvalidInputError
-    from generator.training.data import open_dataset, sample_table
+    from generator.training.data import described_table
 
-    table = sample_table(open_dataset(path))
-    if "ABS_f_D" not in table.columns:
-        describe_dataset(path, progress=False)
-        table = sample_table(open_dataset(path))
+    table = described_table(path)
     shape = tuple(read_root_attributes(path).get("ch_parameters", {}).get("shape", ()))
     if shape and tuple(shape) != tuple(settings.ch.shape):
         raise InvalidInputError(f"--heldout: its films are {list(shape)}, the verification films {list(settings.ch.shape)}")
@@ -130,18 +127,9 @@ def heldout_from_file(path: str, settings) -> pd.DataFrame:  # noqa: ANN001
 
 
 def coverage(posterior, films: pd.DataFrame) -> dict:  # noqa: ANN001
-    """Calibration of the posterior on held-out films."""
-    dist = posterior.predict(films)
-    truth = films[list(RECIPE)].to_numpy(dtype=float)
-    inside = dist.in_intervals(truth)
-    return {
-        "n_films": len(films), "level": dist.level,
-        "joint": float(dist.contains(truth).mean()),
-        "marginal": dict(zip(RECIPE, inside.mean(axis=0).tolist())),
-        "interval_width": dict(zip(RECIPE, (dist.upper - dist.lower).mean(axis=0).tolist())),
-        "rmse": dict(zip(RECIPE, np.sqrt(((dist.mean - truth) ** 2).mean(axis=0)).tolist())),
-        "degenerate_direction": posterior.degenerate_direction(),
-    }
+    """Calibration of the posterior on held-out films, and the degenerate (chi, log_time) direction."""
+    return {**posterior.predict(films).coverage(films[list(RECIPE)].to_numpy(dtype=float)),
+            "degenerate_direction": posterior.degenerate_direction()}
 
 
 def target_spec(name: str, model: str, targets: dict[str, Target], n_trials: int, samples: int | None, url: str,
@@ -204,45 +192,90 @@ def run_baseline(i: int, targets: dict[str, Target], scales, settings, bounds, u
                  device: str | None, threads: int | None = None) -> dict:
     """(b), physics only, for target ``i``: Optuna TPE over the recipe with the simulator as the objective.
 
-    Resumes the target's ``t{i}:physics-only`` study when it exists (a run stopped half-way loses no simulation).
-    ``threads``: torch threads of this process (a worker beside the generator loop takes one).
+    Resumes the target's ``t{i}:physics-only`` study when it exists (a run stopped half-way loses no simulation;
+    ``resumed_runs`` says how many of its runs an earlier process made, whose wall time ``wall_s`` leaves out).
+    ``threads``: torch threads and descriptor threads of this process (a worker beside the generator loop takes one).
     """
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     start = time.perf_counter()
-    base = search_recipes(targets, scales, settings, storage=url, study_name=f"t{i}:physics-only", budget=budget,
-                          n_seeds=n_seeds, bounds=bounds, sampler="tpe", sampler_seed=i, n_startup_trials=6, device=device)
+    name = f"t{i}:physics-only"
+    earlier = _runs_in_study(url, name)
+    base = search_recipes(targets, scales, settings, storage=url, study_name=name, budget=budget, n_seeds=n_seeds, bounds=bounds,
+                          sampler="tpe", sampler_seed=i, n_startup_trials=6, device=device, n_jobs=threads)
     recipe = base.verified.recipe if base.verified else (base.best.recipe if base.best else None)
     ran = base.trail[: base.trail.index(base.verified) + 1] if base.verified else base.trail
     return {"success": base.status == "verified", "runs": base.runs_to_verified or base.n_runs,
-            "wall_s": time.perf_counter() - start, "sim_s": sum(sum(c.seconds.values()) for c in ran), "recipe": recipe}
+            "wall_s": time.perf_counter() - start, "sim_s": sum(sum(c.seconds.values()) for c in ran), "recipe": recipe,
+            "resumed_runs": earlier}
+
+
+def _runs_in_study(url: str, name: str) -> int:
+    """Simulator runs already stored in a study (0 when it does not exist yet)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=url)
+    except KeyError:
+        return 0
+    return sum(len(t.user_attrs.get("seeds", [])) for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+               if "recipe" in t.user_attrs)
+
+
+def _row_targets(row: dict, tolerance: float) -> dict[str, Target]:
+    return {n: Target(equal=v, tolerance=tolerance) for n, v in row["targets"].items()}
+
+
+def _baseline_record(b: dict, row: dict, posterior) -> dict:  # noqa: ANN001
+    """(b)'s result with its recipe's distance to the target film's true recipe."""
+    truth = np.array([row["true_recipe"][n] for n in RECIPE])
+    return {**b, "distance": _distance(posterior, b["recipe"], truth)}
 
 
 class _ParallelBaseline:
     """(b) in worker processes beside the generator loop (``--baseline-workers``): the simulator at 128x128x64
-    keeps about one core busy, so the physics-only searches run while (a) and (c) go on with the next targets."""
+    keeps about one core busy, so the physics-only searches run while (a) and (c) go on with the next targets.
+
+    A context manager: leaving it on an error (or Ctrl-C) stops the workers at once; their studies keep every
+    finished simulation, and ``--resume`` goes on from them.
+    """
 
     def __init__(self, args, settings, scales, posterior) -> None:  # noqa: ANN001
+        self.args, self.settings, self.scales, self.posterior = args, settings, scales, posterior
+        self.bounds = recipe_bounds(settings, posterior_table(args.model))
+        self.pending: dict = {}
+
+    def __enter__(self) -> _ParallelBaseline:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self.args, self.settings, self.scales, self.posterior = args, settings, scales, posterior
-        self.bounds = recipe_bounds(settings, posterior_table(args.model))
-        self.pool = ProcessPoolExecutor(max_workers=args.baseline_workers, mp_context=multiprocessing.get_context("spawn"))
-        self.pending: dict = {}
+        self.pool = ProcessPoolExecutor(max_workers=self.args.baseline_workers, mp_context=multiprocessing.get_context("spawn"))
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:  # noqa: ANN001
+        if kind is None:
+            self.pool.shutdown()
+            return
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())  # the executor has no terminate()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
 
     def submit(self, row: dict, workdir: Path) -> None:
         i = row["target"]
-        targets = {n: Target(equal=v, tolerance=self.args.tolerance) for n, v in row["targets"].items()}
         url = f"sqlite:///{workdir / f'target{i}.db'}"
-        future = self.pool.submit(run_baseline, i, targets, self.scales, self.settings, self.bounds, url, self.args.baseline_budget,
-                                  self.args.seeds, self.args.device, 1)
+        future = self.pool.submit(run_baseline, i, _row_targets(row, self.args.tolerance), self.scales, self.settings, self.bounds,
+                                  url, self.args.baseline_budget, self.args.seeds, self.args.device, 1)
         self.pending[future] = row
 
-    def collect(self, rows: list[dict], wait: bool) -> bool:
-        """Store finished searches in their rows; with ``wait``, block until one finishes (False: none left)."""
+    def collect(self, wait: bool) -> bool:
+        """Store finished searches in their rows; with ``wait``, block until one finishes (False: none left).
+
+        A search that failed leaves its row without (b) (said on one line): ``--resume`` retries it in its study.
+        """
         from concurrent.futures import FIRST_COMPLETED
         from concurrent.futures import wait as wait_for
 
@@ -251,14 +284,14 @@ class _ParallelBaseline:
         done, _ = wait_for(list(self.pending), timeout=None if wait else 0, return_when=FIRST_COMPLETED)
         for future in done:
             row = self.pending.pop(future)
-            b = future.result()
-            truth = np.array([row["true_recipe"][n] for n in RECIPE])
-            row["b"] = {**b, "distance": _distance(self.posterior, b["recipe"], truth), "parallel": True}
+            try:
+                b = future.result()
+            except Exception as exc:  # noqa: BLE001 - one failed search (a worker killed for memory...) must not end the run
+                print(f"target {row['target']}: (b) failed ({type(exc).__name__}: {exc}); --resume retries it", flush=True)
+                continue
+            row["b"] = {**_baseline_record(b, row, self.posterior), "parallel": True}
             print(f"target {row['target']}: (b) {b['success']} in {b['runs']} runs ({b['wall_s']:.0f} s)", flush=True)
         return bool(done)
-
-    def close(self) -> None:
-        self.pool.shutdown()
 
 
 def _write_partial(out_path: Path, args, rows: list[dict], tried: int, run_seconds: list[float]) -> None:  # noqa: ANN001
@@ -415,8 +448,9 @@ def main(argv: list[str] | None = None) -> dict:
                              "A smaller size (the training films' 64x64x64) makes the benchmark 4x cheaper on a CPU")
     parser.add_argument("--no-baseline", action="store_true", help="skip (b), the physics-only search")
     parser.add_argument("--baseline-workers", type=int, default=0,
-                        help="run (b) in this many processes beside (a) and (c) (one torch thread each; default 0: in line). "
-                             "The wall times of (a) then share the cores; runs and simulator seconds are unaffected")
+                        help="run (b) in this many processes beside (a) and (c) (one torch and descriptor thread each; default 0: "
+                             "in line). The processes share the cores, so wall and simulator seconds grow; run counts and the "
+                             "(a)/(b) ratios stay comparable")
     parser.add_argument("--coverage-only", action="store_true",
                         help="stop after the posterior coverage on the held-out films (written to --out)")
     parser.add_argument("--workdir", default=None,
@@ -485,16 +519,28 @@ def main(argv: list[str] | None = None) -> dict:
     candidates = [pool.iloc[i] for i in picked[: args.max_candidates or 10 * args.n_targets]]
     verify_seeds = [DEFAULT_SEED + k for k in range(args.seeds)]
     tried = 0
-    baseline = _ParallelBaseline(args, settings, scales, posterior) if args.baseline_workers and not args.no_baseline else None
-    with tempfile.TemporaryDirectory() as tmp:
+    in_pool = bool(args.baseline_workers) and not args.no_baseline
+    pool = _ParallelBaseline(args, settings, scales, posterior) if in_pool else contextlib.nullcontext()
+
+    def save() -> None:
+        _write_partial(out_path, args, rows, max(tried, tried_before), run_seconds)
+
+    with tempfile.TemporaryDirectory() as tmp, pool as baseline:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         for stale in range(len(rows), args.n_targets):  # a target stopped half-way starts again from an empty study
             (workdir / f"target{stale}.db").unlink(missing_ok=True)
-        if baseline is not None:  # (b) of finished targets that has not finished yet resumes in its study
-            for row in rows:
-                if "b" not in row:
-                    baseline.submit(row, workdir)
+        for row in rows:  # (b) of a finished target that did not finish resumes in its study (in the pool, or here first)
+            if "b" in row or args.no_baseline:
+                continue
+            if baseline is not None:
+                baseline.submit(row, workdir)
+                continue
+            url = f"sqlite:///{workdir / ('target%d.db' % row['target'])}"
+            b = run_baseline(row["target"], _row_targets(row, args.tolerance), scales, settings, recipe_bounds(settings, table), url,
+                             args.baseline_budget, args.seeds, args.device)
+            row["b"] = _baseline_record(b, row, posterior)
+            save()
         for film in candidates:
             if len(rows) >= args.n_targets:
                 break
@@ -509,18 +555,17 @@ def main(argv: list[str] | None = None) -> dict:
                 continue
             row = run_target(len(rows), film, args, args.model, settings, posterior, scales, workdir)
             rows.append(row)
-            _write_partial(out_path, args, rows, tried, run_seconds)
+            save()
             b = row.get("b", {"success": None, "runs": None})
             print(f"target {row['target']}: (a) {row['a']['success']} in {row['a']['runs']} runs, (b) {b['success']} in "
                   f"{b['runs']} runs, (c) {row['c']['success']}", flush=True)
             if baseline is not None:
                 baseline.submit(row, workdir)
-                if baseline.collect(rows, wait=False):
-                    _write_partial(out_path, args, rows, tried, run_seconds)
+                if baseline.collect(wait=False):
+                    save()
         if baseline is not None:
-            while baseline.collect(rows, wait=True):
-                _write_partial(out_path, args, rows, tried, run_seconds)
-            baseline.close()
+            while baseline.collect(wait=True):
+                save()
     tried = max(tried, tried_before)
     per_run = float(np.mean(run_seconds)) if run_seconds else float("nan")
     summary = {
@@ -532,16 +577,23 @@ def main(argv: list[str] | None = None) -> dict:
         "trial_breakdown": trial_breakdown(rows), "measure_speedup": measure_speedup(args.model, 8),
         "seconds": time.perf_counter() - total, "targets": rows,
     }
-    a, b = summary["methods"]["a"], summary["methods"]["b"]
-    if a["median_sim_s_to_verified"] and b["median_sim_s_to_verified"]:
-        summary["sim_time_ratio_a_over_b"] = a["median_sim_s_to_verified"] / b["median_sim_s_to_verified"]
-    if a["total_runs"] and b["total_runs"]:  # every target, failures counted at their budget
-        summary["runs_ratio_a_over_b_all_targets"] = a["total_runs"] / b["total_runs"]
+    both = [r for r in rows if "a" in r and "b" in r]  # the ratios compare (a) and (b) on the same targets
+    summary["n_targets_with_b"] = len(both)
+    incomplete = len(both) < len(rows) and not args.no_baseline
+    if incomplete:
+        print(f"note: (b) finished on {len(both)} of {len(rows)} targets (--resume goes on); the ratios are over those", flush=True)
+    if both:
+        a, b = (summarise(both, k, per_run) for k in ("a", "b"))
+        if a["median_sim_s_to_verified"] and b["median_sim_s_to_verified"]:
+            summary["sim_time_ratio_a_over_b"] = a["median_sim_s_to_verified"] / b["median_sim_s_to_verified"]
+        if a["total_runs"] and b["total_runs"]:  # every target, failures counted at their budget
+            summary["runs_ratio_a_over_b_all_targets"] = a["total_runs"] / b["total_runs"]
     print_table(summary)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_path) as tmp_out:
         tmp_out.write_text(json.dumps(summary, indent=2, default=float))
-    out_path.with_name(out_path.stem + "_partial.json").unlink(missing_ok=True)
+    if not incomplete:  # otherwise --resume still needs it
+        out_path.with_name(out_path.stem + "_partial.json").unlink(missing_ok=True)
     print(f"wrote {out_path} ({summary['seconds']:.0f} s)")
     return summary
 

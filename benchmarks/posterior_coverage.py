@@ -47,16 +47,11 @@ RESULTS = REPO / "benchmarks" / "results"
 
 def read_films(path: str) -> pd.DataFrame:
     """Films with recipes and descriptors: an HDF5 dataset (described here if needed) or a CSV table."""
-    if path.endswith(".csv"):
-        films = pd.read_csv(path)
-    else:
-        from generator.descriptors import describe_dataset
-        from generator.training.data import open_dataset, sample_table
+    from generator.training.data import described_table
 
-        films = sample_table(open_dataset(path))
-        if "ABS_f_D" not in films.columns:
-            describe_dataset(path, progress=False)
-            films = sample_table(open_dataset(path))
+    if not Path(path).is_file():
+        raise InvalidInputError(f"--heldout: {path} does not exist")
+    films = pd.read_csv(path) if path.endswith(".csv") else described_table(path)
     missing = [c for c in (*RECIPE, "series", "STAT_n") if c not in films.columns]
     if missing:
         raise InvalidInputError(f"--heldout {path}: the films have no {missing[0]!r} column")
@@ -72,25 +67,30 @@ def bootstrap_over_series(inside: np.ndarray, series: np.ndarray, n: int = 4000,
     return float(np.quantile(fractions, 0.05)), float(np.quantile(fractions, 0.95))
 
 
-def heldout_report(name: str, films: pd.DataFrame, posterior, level: float) -> dict:  # noqa: ANN001
+def heldout_report(name: str, films: pd.DataFrame, posterior) -> dict:  # noqa: ANN001
     """Coverage of one held-out set under the shipped calibration."""
     dist = posterior.predict(films)
     truth = films[list(RECIPE)].to_numpy(dtype=float)
     inside = dist.contains(truth)
-    marginal = dist.in_intervals(truth).mean(axis=0)
     series = films["series"].to_numpy()
     by_series = pd.DataFrame({"series": series, "inside": inside, "phi": films["phi"], "chi": films["chi"]}).groupby("series").agg(
         coverage=("inside", "mean"), phi=("phi", "first"), chi=("chi", "first")).sort_values("coverage")
-    out = {"name": name, "n_films": len(films), "n_series": int(len(by_series)), "joint": float(inside.mean()),
+    out = {"name": name, "n_series": int(len(by_series)), **dist.coverage(truth),
            "joint_90ci_over_series": bootstrap_over_series(inside, series),
-           "marginal": dict(zip(RECIPE, marginal.tolist())),
-           "interval_width": dict(zip(RECIPE, (dist.upper - dist.lower).mean(axis=0).tolist())),
            "radius": float(np.median(dist.radius)),
            "least_covered_series": by_series.head(4).reset_index().to_dict(orient="records")}
     if "snapshot" in films.columns:
         snaps = films["snapshot"].to_numpy()
         out["by_snapshot"] = {int(s): float(inside[snaps == s].mean()) for s in np.unique(snaps)}
     return out
+
+
+def _radii(joint: np.ndarray, calibrating: np.ndarray, level: float, bins: np.ndarray | None, where: np.ndarray) -> np.ndarray:
+    """Split-conformal radius for the films ``where`` from the films ``calibrating`` (one per bin when ``bins`` given)."""
+    if bins is None:
+        return np.full(int(where.sum()), _conformal_quantile(joint[calibrating], level))
+    radii = {b: _conformal_quantile(joint[calibrating & (bins == b)], level) for b in np.unique(bins)}
+    return np.array([radii[b] for b in bins[where]])
 
 
 def cross_validate(joint: np.ndarray, series: np.ndarray, level: float, folds: int, repeats: int, *,
@@ -102,15 +102,15 @@ def cross_validate(joint: np.ndarray, series: np.ndarray, level: float, folds: i
     for _ in range(repeats):
         for fold in np.array_split(rng.permutation(keys), folds):
             test = np.isin(series, fold)
-            if bins is None:
-                radius = np.full(test.sum(), _conformal_quantile(joint[~test], level))
-            else:
-                radii = {b: _conformal_quantile(joint[~test & (bins == b)], level) for b in np.unique(bins)}
-                radius = np.array([radii[b] for b in bins[test]])
-            coverages.append(float((joint[test] <= radius).mean()))
+            coverages.append(float((joint[test] <= _radii(joint, ~test, level, bins, test)).mean()))
     c = np.array(coverages)
     return {"mean": float(c.mean()), "sd": float(c.std()), "p05": float(np.quantile(c, 0.05)), "p95": float(np.quantile(c, 0.95)),
             "folds": folds, "repeats": repeats, "series_per_fold": len(keys) / folds}
+
+
+def tercile(values: np.ndarray) -> np.ndarray:
+    """``(n,)`` 0, 1, 2: the tercile of each value."""
+    return np.digitize(values, np.quantile(values, [1 / 3, 2 / 3]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -141,46 +141,52 @@ def main(argv: list[str] | None = None) -> dict:
                                 f"(add them with microdesign calibrate --size {'x'.join(map(str, shape))})")
     sets = {"calibration": calibration.reset_index(drop=True)}
     for path in args.heldout:
-        sets[Path(path).parent.name + "/" + Path(path).name] = read_films(path)
-    voxels = int(np.prod(shape))
-    for name, films in sets.items():
-        if not np.allclose(films["STAT_n"].median(), voxels, rtol=0.5):
-            raise InvalidInputError(f"--heldout {name}: its films have about {films['STAT_n'].median():.0f} voxels, not {voxels}")
-
-    reports = [heldout_report(name, films, posterior, level) for name, films in list(sets.items())[1:]]
-    pooled = pd.concat([films.assign(series=films["series"].astype(str) + "@" + name) for name, films in sets.items()],
-                       ignore_index=True)
+        name = Path(path).parent.name + "/" + Path(path).name
+        if name in sets:
+            raise InvalidInputError(f"--heldout: {path} given twice")
+        sets[name] = read_films(path)
+    voxels = float(calibration["STAT_n"].median())  # three-phase films count donor and acceptor voxels only
+    for name, films in list(sets.items())[1:]:
+        if not np.isclose(films["STAT_n"].median(), voxels, rtol=0.25):
+            raise InvalidInputError(f"--heldout {name}: its films have about {films['STAT_n'].median():,.0f} voxels, the "
+                                    f"calibration films of {'x'.join(map(str, shape))} {voxels:,.0f}")
+    reports = [heldout_report(name, films, posterior) for name, films in list(sets.items())[1:]]
+    pooled = pd.concat([films.assign(series=films["series"].astype(str) + "@" + name, held_out_set=name)
+                        for name, films in sets.items()], ignore_index=True)
     joint, _ = posterior.scores(pooled)
     series = pooled["series"].to_numpy()
+    # ablations, from the posterior's parts: where a film's location lies (its predicted log t), how far its nearest
+    # training films are, and the location shifted by their mean out-of-fold residual
     x = posterior._features(pooled)
-    mean, _ = posterior.parts.locate(x)
-    terciles = np.digitize(mean[:, 2], np.quantile(mean[:, 2], [1 / 3, 2 / 3]))
-    _, neighbours = posterior.parts.neighbours.kneighbors(x, n_neighbors=posterior.parts.n_neighbours)
-    shifted_y = (pooled[list(RECIPE)].to_numpy(dtype=float) - posterior.y_mean) / posterior.y_std
-    shift = posterior.parts.residuals[neighbours].mean(axis=1)
-    from inverse.posterior import _scores
-
-    _, sigma = posterior.parts.locate(x)
-    joint_shifted, _ = _scores(shifted_y - mean - shift, sigma)
+    location, sigma = posterior.parts.locate(x)
+    distances, neighbours = posterior.parts.neighbours.kneighbors(x, n_neighbors=posterior.parts.n_neighbours)
+    y = (pooled[list(RECIPE)].to_numpy(dtype=float) - posterior.y_mean) / posterior.y_std
+    joint_shifted = np.sqrt(np.einsum("ni,nij,nj->n", r := y - location - posterior.parts.residuals[neighbours].mean(axis=1),
+                                      np.linalg.inv(sigma), r))
+    variants = {
+        "split conformal (shipped)": (joint, None),
+        "Mondrian: a radius per predicted-log-t tercile": (joint, tercile(location[:, 2])),
+        "Mondrian: a radius per nearest-training-film-distance tercile": (joint, tercile(distances.mean(axis=1))),
+        "edge-bias shift: + neighbours' mean out-of-fold residual": (joint_shifted, None),
+    }
     cv = []
     for k in folds:
         if k > len(np.unique(series)):
             raise InvalidInputError(f"--folds: {k} folds of {len(np.unique(series))} series")
-        cv += [{"calibration": "split conformal (shipped)", **cross_validate(joint, series, level, k, args.repeats)},
-               {"calibration": "Mondrian: a radius per predicted-log-t tercile",
-                **cross_validate(joint, series, level, k, args.repeats, bins=terciles)},
-               {"calibration": "edge-bias shift: + neighbours' mean residual",
-                **cross_validate(joint_shifted, series, level, k, args.repeats)}]
+        cv += [{"calibration": name, **cross_validate(scores, series, level, k, args.repeats, bins=bins)}
+               for name, (scores, bins) in variants.items()]
     # each held-out set covered by the radius of every other film pooled (the calibration grown by the other sets)
     by_set = {}
     for name in list(sets)[1:]:
-        test = pooled["series"].str.endswith("@" + name).to_numpy()
-        by_set[name] = float((joint[test] <= _conformal_quantile(joint[~test], level)).mean())
+        test = (pooled["held_out_set"] == name).to_numpy()
+        by_set[name] = {variant: float((scores[test] <= _radii(scores, ~test, level, bins, test)).mean())
+                        for variant, (scores, bins) in variants.items()}
+        by_set[name]["other_series"] = int(len(np.unique(series[~test])))
     summary = {"model": str(args.model), "film_shape": list(shape), "level": level,
                "calibration": {"n_films": len(calibration), "n_series": int(calibration["series"].nunique()),
-                               "radius": next(c.radius for c in posterior.calibrations if c.voxels and abs(c.voxels - voxels) < 1)},
+                               "radius": posterior.calibrations[int(posterior.calibration_index(calibration)[0])].radius},
                "heldout": reports, "pooled": {"n_films": len(pooled), "n_series": int(len(np.unique(series)))},
-               "cross_validation": cv, "heldout_with_all_other_films": by_set, "seconds": time.perf_counter() - start}
+               "folds": folds, "cross_validation": cv, "heldout_with_all_other_films": by_set, "seconds": time.perf_counter() - start}
     print_tables(summary)
     out = Path(args.out or RESULTS / f"posterior_coverage_{'x'.join(map(str, shape))}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +212,8 @@ def print_tables(summary: dict) -> None:
         lo, hi = r["joint_90ci_over_series"]
         m = r["marginal"]
         t.add_row(r["name"], str(r["n_films"]), str(r["n_series"]), f"{r['joint']:.0%}", f"{lo:.0%}-{hi:.0%}", f"{m['phi']:.0%}",
-                  f"{m['chi']:.0%}", f"{m['log_time']:.0%}", f"{summary['heldout_with_all_other_films'][r['name']]:.0%}")
+                  f"{m['chi']:.0%}", f"{m['log_time']:.0%}",
+                  f"{summary['heldout_with_all_other_films'][r['name']]['split conformal (shipped)']:.0%}")
     console.print(t)
     p = summary["pooled"]
     t = Table(title=f"series cross-validation over {p['n_series']} series ({p['n_films']} films) pooled")
@@ -214,6 +221,14 @@ def print_tables(summary: dict) -> None:
         t.add_column(column, justify="right")
     for c in summary["cross_validation"]:
         t.add_row(c["calibration"], f"{c['mean']:.1%}", f"{c['sd']:.1%}", f"{c['p05']:.0%}-{c['p95']:.0%}", f"{c['series_per_fold']:.0f}")
+    console.print(t)
+    t = Table(title="each held-out set, calibrated on every other film pooled")
+    t.add_column("calibration", justify="right")
+    names = list(summary["heldout_with_all_other_films"])
+    for name in names:
+        t.add_column(f"{name} ({summary['heldout_with_all_other_films'][name]['other_series']} other series)", justify="right")
+    for variant in (c["calibration"] for c in summary["cross_validation"][: len(summary["cross_validation"]) // len(summary["folds"])]):
+        t.add_row(variant, *(f"{summary['heldout_with_all_other_films'][n][variant]:.0%}" for n in names))
     console.print(t)
 
 

@@ -196,6 +196,24 @@ class RecipeDistribution:
         peak = 1.0 / (2 * np.pi * np.sqrt(max(np.linalg.det(cov), 1e-300)))
         return float(peak * np.exp(-0.5 * stats.chi2.ppf(level, df=2)))
 
+    def coverage(self, recipes: np.ndarray) -> dict[str, Any]:
+        """How well the rows cover their true recipes ``(n, 3)`` (held-out films): the calibration check.
+
+        Returns
+        -------
+        dict
+            ``n_films``, ``level``; ``joint``: fraction of recipes inside their region; ``marginal``: per variable,
+            inside its interval; ``interval_width``: mean interval width; ``rmse``: of the location.
+        """
+        truth = np.asarray(recipes, dtype=float)
+        return {
+            "n_films": len(self), "level": self.level,
+            "joint": float(self.contains(truth).mean()),
+            "marginal": dict(zip(RECIPE, self.in_intervals(truth).mean(axis=0).tolist())),
+            "interval_width": dict(zip(RECIPE, (self.upper - self.lower).mean(axis=0).tolist())),
+            "rmse": dict(zip(RECIPE, np.sqrt(((self.mean - truth) ** 2).mean(axis=0)).tolist())),
+        }
+
     def summary(self, index: int) -> dict[str, Any]:
         """JSON-ready summary of one row: ``{"level", "mean": {...}, "lower": {...}, "upper": {...}, "cov": [[...]]}``."""
         return {

@@ -91,6 +91,17 @@ def _series_in(out: Path) -> tuple[dict[int, int], dict[int, tuple[float, float,
     return counts, found
 
 
+def series_in_dataset(path: str | os.PathLike[str]) -> dict[int, int]:
+    """``{series: snapshots written}`` of a dataset file (a file being simulated holds some series only in part).
+
+    Raises
+    ------
+    FileFormatError
+        The file is missing or not a readable HDF5 file.
+    """
+    return _series_in(Path(path))[0]
+
+
 def _existing_series(out: Path, preset: DatasetPreset, n_phases: int) -> set[int]:
     """Finished series of ``out`` that this preset resumes.
 

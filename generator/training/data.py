@@ -11,6 +11,7 @@ import torch
 
 from generator.data.dataset import MicrostructureDataset
 from generator.data.hdf5 import open_h5
+from generator.descriptors.dataset import describe_dataset
 from generator.descriptors.registry import BOOKKEEPING_COLUMNS as BOOKKEEPING
 from generator.errors import InvalidInputError
 from generator.physics.recipes import RECIPE_NAMES as RECIPE
@@ -41,6 +42,24 @@ def sample_table(dataset: MicrostructureDataset) -> pd.DataFrame:
             handle.close()
     table = pd.DataFrame(rows)
     table["series"] = np.asarray(dataset.series, dtype=np.int64)
+    return table
+
+
+def described_table(path: str | os.PathLike[str], *, progress: bool = False) -> pd.DataFrame:
+    """One row per film of a dataset file (:func:`sample_table`), labelled with the descriptors first if it has none.
+
+    Parameters
+    ----------
+    path
+        A dataset file (``microdesign simulate``); :func:`generator.descriptors.describe_dataset` labels it in place
+        (resumable) when its films carry no descriptors yet.
+    progress
+        Progress bar while labelling.
+    """
+    table = sample_table(open_dataset(path))
+    if "ABS_f_D" not in table.columns:
+        describe_dataset(path, progress=progress)
+        table = sample_table(open_dataset(path))
     return table
 
 

@@ -349,7 +349,8 @@ def read_calibration_films(path: str | os.PathLike[str], film_size: Sequence[int
     attributes
         Descriptor and recipe columns every film must carry (the feature predictor's attributes).
     n_series
-        Keep only the series numbered below it (the first ``n_series`` of the file's design); all by default.
+        Keep only the series numbered below it (the first ``n_series`` of the file's design: with a scrambled-Halton
+        design, the calibration films' own, a space-filling subset); all by default.
 
     Returns
     -------
@@ -366,9 +367,10 @@ def read_calibration_films(path: str | os.PathLike[str], film_size: Sequence[int
         raise InvalidInputError(f"calibration: its films are {list(films.volume_shape)}, the generated films {list(film_size)}")
     table = with_film_shape(sample_table(films), films.volume_shape)
     if n_series is not None:
-        held = int(table["series"].nunique())
-        if held < int(n_series):
-            raise InvalidInputError(f"calibration: {path} holds {held} series, fewer than the {n_series} asked for")
+        missing = sorted(set(range(int(n_series))) - set(table["series"].astype(int)))
+        if missing:
+            raise InvalidInputError(f"calibration: {path} holds {table['series'].nunique()} series, not the first {n_series} "
+                                    f"of its design (series {missing[0]} is missing)")
         table = table[table["series"] < int(n_series)].reset_index(drop=True)
     check_attributes(table, attributes, "calibration")
     check_calibration_table(table)

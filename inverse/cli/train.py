@@ -138,15 +138,16 @@ def _finetune(init_from: Path, *, kind: str | None, stages: str | None, data: Pa
 
 
 def _series_held(path: Path) -> int:
-    """How many series a run folder's calibration file was made for (0: no file, or not a dataset; building it says why)."""
-    from generator.data.hdf5 import read_root_attributes
+    """How many series of its design a run folder's calibration file holds: the highest series written, plus one
+    (0: no file, or not a dataset; building it says why)."""
+    from generator.data.build import series_in_dataset
     from generator.errors import FileFormatError
 
     if not path.is_file():
         return 0
     try:
-        return int(read_root_attributes(path).get("n_series", 0))
-    except (FileFormatError, TypeError, ValueError):  # a broken or foreign file: simulate_dataset reports it in its own words
+        return max(series_in_dataset(path), default=-1) + 1
+    except FileFormatError:  # a broken or foreign file: simulate_dataset reports it in its own words
         return 0
 
 

@@ -39,6 +39,9 @@ def test_regions_are_calibrated_on_held_out_series(split):
     assert dist.mean.shape == (len(held), 3) and dist.cov.shape == (len(held), 3, 3)
     coverage = dist.contains(truth).mean()
     assert 0.7 <= coverage <= 0.9, coverage
+    summary = dist.coverage(truth)
+    assert summary["joint"] == coverage and summary["n_films"] == len(held) and summary["level"] == 0.8
+    assert summary["marginal"]["phi"] == dist.in_intervals(truth)[:, 0].mean()
     marginal = dist.in_intervals(truth).mean(axis=0)
     assert np.all((marginal >= 0.7) & (marginal <= 0.92)), marginal
     assert np.all(dist.lower <= dist.mean + 1e-9) and np.all(dist.upper >= dist.lower)

@@ -25,13 +25,15 @@ PERIODIC = {
 @pytest.fixture(scope="module")
 def calibration_films(tmp_path_factory):
     """Films at the periodic model's generated size (64x32x16) from 3 fresh series: its recipe-posterior calibration."""
-    from generator.data.build import simulate_dataset
-    from generator.descriptors import describe_dataset
+    from generator.data.build import series_in_dataset, simulate_dataset
     from generator.physics.presets import load_preset
+    from generator.training.data import described_table
 
     preset = load_preset("tiny", design="halton", n_series=3, seed=9200, ch={"shape": [64, 32, 16]})
     path = simulate_dataset(preset, tmp_path_factory.mktemp("calibration") / "calibration.h5", progress=False)
-    describe_dataset(path, n_jobs=1, progress=False)
+    assert series_in_dataset(path) == {0: 4, 1: 4, 2: 4}
+    films = described_table(path)  # labels the file in place: it had no descriptors
+    assert len(films) == 12 and films["ABS_f_D"].between(0, 1).all() and "ABS_f_D" in described_table(path)
     return path
 
 
@@ -156,7 +158,7 @@ def test_calibration_films_are_read_at_the_generated_size(calibration_films):
     # the first 2 series are 8 films: too few to calibrate, and said so with their count
     with pytest.raises(InvalidInputError, match="got 8 of 64x32x16"):
         read_calibration_films(calibration_films, (64, 32, 16), attributes, n_series=2)
-    with pytest.raises(InvalidInputError, match="holds 3 series, fewer than the 4 asked for"):
+    with pytest.raises(InvalidInputError, match="holds 3 series, not the first 4 of its design"):
         read_calibration_films(calibration_films, (64, 32, 16), attributes, n_series=4)
     with pytest.raises(InvalidInputError, match=r"its films are \[64, 32, 16\], the generated films \[32, 32, 16\]"):
         read_calibration_films(calibration_films, (32, 32, 16), attributes)
