@@ -599,10 +599,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from generator.errors import MicrodesignError
+    from generator.errors import exit_on_user_error
 
-    try:
-        main()
-    except MicrodesignError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    exit_on_user_error(main)

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from generator.checkpoint import calibration_groups  # noqa: E402
 from generator.data.from_volume import parse_shape  # noqa: E402
-from generator.errors import InvalidInputError, MicrodesignError  # noqa: E402
+from generator.errors import InvalidInputError  # noqa: E402
 from generator.io import atomic_path  # noqa: E402
 from generator.model_info import read_model_record  # noqa: E402
 from inverse.posterior import RECIPE, _conformal_quantile, posterior_for_model  # noqa: E402
@@ -233,8 +233,6 @@ def print_tables(summary: dict) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MicrodesignError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    from generator.errors import exit_on_user_error
+
+    exit_on_user_error(main)

@@ -221,4 +221,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from generator.errors import exit_on_user_error
+
+    exit_on_user_error(main)

@@ -132,4 +132,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from generator.errors import exit_on_user_error
+
+    exit_on_user_error(main)
