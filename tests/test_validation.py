@@ -190,3 +190,21 @@ def test_train_refuses_an_accelerator_before_writing(tmp_path, monkeypatch, caps
     code, _, err = run_main(["train", "--preset", "tiny", "--out", tmp_path / "m", "--set", "trainer.accelerator=tpu"], monkeypatch, capsys)
     assert code == 2 and err.startswith("error: trainer.accelerator: unknown accelerator 'tpu'") and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scripts_end_a_user_error_with_one_line(capsys):
+    """``exit_on_user_error`` (every benchmark's entry): a user error is one ``error:`` line and exit code 2."""
+    from generator.errors import FileFormatError, exit_on_user_error
+
+    def bad() -> None:
+        raise FileFormatError("--heldout: x.h5 does not exist")
+
+    with pytest.raises(SystemExit) as stopped:
+        exit_on_user_error(bad)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == "error: --heldout: x.h5 does not exist\n"
+    ran = []
+    exit_on_user_error(lambda: ran.append(1))
+    assert ran == [1]
+    with pytest.raises(RuntimeError):  # a bug is not a user error: its traceback stays
+        exit_on_user_error(lambda: (_ for _ in ()).throw(RuntimeError("bug")))
