@@ -149,13 +149,18 @@ def _distance(posterior, recipe: dict | None, truth: np.ndarray) -> dict | None:
     return posterior.recipe_error(np.array([recipe[n] for n in RECIPE]), truth)
 
 
+def target_storage(workdir: Path, i: int) -> str:
+    """The Optuna storage of target ``i``: its generator study, refinement and physics-only search."""
+    return f"sqlite:///{workdir / f'target{i}.db'}"
+
+
 def run_target(i: int, film: pd.Series, args, model: str, settings, posterior, scales, workdir: Path) -> dict:  # noqa: ANN001
     """(a), (b) and (c) for one target."""
     from inverse.search import run_study
 
     truth = film[list(RECIPE)].to_numpy(dtype=float)
     targets = {n: Target(equal=float(np.clip(film[n], 0, 1)), tolerance=args.tolerance) for n in args.descriptors}
-    url = f"sqlite:///{workdir / f'target{i}.db'}"
+    url = target_storage(workdir, i)
     bounds = recipe_bounds(settings, posterior_table(model))
     out: dict = {"target": i, "true_recipe": dict(zip(RECIPE, truth.tolist())), "targets": {n: t.equal for n, t in targets.items()}}
 
@@ -266,7 +271,7 @@ class _ParallelBaseline:
 
     def submit(self, row: dict, workdir: Path) -> None:
         i = row["target"]
-        url = f"sqlite:///{workdir / f'target{i}.db'}"
+        url = target_storage(workdir, i)
         future = self.pool.submit(run_baseline, i, _row_targets(row, self.args.tolerance), self.scales, self.settings, self.bounds,
                                   url, self.args.baseline_budget, self.args.seeds, self.args.device, 1)
         self.pending[future] = row
@@ -536,7 +541,7 @@ def main(argv: list[str] | None = None) -> dict:
             if baseline is not None:
                 baseline.submit(row, workdir)
                 continue
-            url = f"sqlite:///{workdir / ('target%d.db' % row['target'])}"
+            url = target_storage(workdir, row["target"])
             b = run_baseline(row["target"], _row_targets(row, args.tolerance), scales, settings, recipe_bounds(settings, table), url,
                              args.baseline_budget, args.seeds, args.device)
             row["b"] = _baseline_record(b, row, posterior)

@@ -40,7 +40,7 @@ from generator.data.from_volume import parse_shape  # noqa: E402
 from generator.errors import InvalidInputError  # noqa: E402
 from generator.io import atomic_path  # noqa: E402
 from generator.model_info import read_model_record  # noqa: E402
-from inverse.posterior import RECIPE, _conformal_quantile, posterior_for_model  # noqa: E402
+from inverse.posterior import RECIPE, _conformal_quantile, _scores, posterior_for_model  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -161,8 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     location, sigma = posterior.parts.locate(x)
     distances, neighbours = posterior.parts.neighbours.kneighbors(x, n_neighbors=posterior.parts.n_neighbours)
     y = (pooled[list(RECIPE)].to_numpy(dtype=float) - posterior.y_mean) / posterior.y_std
-    joint_shifted = np.sqrt(np.einsum("ni,nij,nj->n", r := y - location - posterior.parts.residuals[neighbours].mean(axis=1),
-                                      np.linalg.inv(sigma), r))
+    joint_shifted, _ = _scores(y - location - posterior.parts.residuals[neighbours].mean(axis=1), sigma)
     variants = {
         "split conformal (shipped)": (joint, None),
         "Mondrian: a radius per predicted-log-t tercile": (joint, tercile(location[:, 2])),
