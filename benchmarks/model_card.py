@@ -441,7 +441,7 @@ def write_card(report: dict, path: Path) -> None:
         f"Reproduce (data generation included, fixed seeds): `microdesign train --preset {preset}`, then copy",
         f"`runs/train-{preset}/generator.pt` to `generator/pretrained/default.pt` (docs/default-model.md).",
         "",
-        f"Bundle size: {report['model_mb']:.2f} MB. Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']},",
+        f"Bundle size: {report['model_mb']:.2f} MiB. Machine: {report['machine']['cpus']} CPUs, torch {report['machine']['torch']},",
         f"load average at the start of the measurement {report['machine']['load_average_at_start'][0]:.1f} (a shared machine).",
         "",
         "## VAE",
@@ -501,7 +501,8 @@ def write_card(report: dict, path: Path) -> None:
         *[f"| {n} | {fc['measured_mean'][n]:.3f} | {fc['measured_std'][n]:.4f} | {fc['nearest_validation_std'][n]:.4f} |" for n in names],
         "",
         f"Diversity (mean pairwise fraction of voxels of differing phase): generated {fc['diversity_generated']:.3f};"
-        f" the {fc['n_samples']} validation volumes nearest to the condition {fc['diversity_nearest_validation']:.3f}.",
+        f" the {fc['n_reference_volumes']} reference films nearest to the condition (from {fc['reference_series']} series)"
+        f" {fc['diversity_nearest_validation']:.3f}.",
         "MicroGen3D reports a spread of at most 0.02 at a fixed condition.",
         "",
     ]
