@@ -9,6 +9,7 @@ import typer
 
 from generator.errors import InvalidInputError
 from inverse.cli._app import TYPER_SETTINGS, app
+from inverse.cli._tables import TableColumn, print_fitting
 from inverse.masking import mask_credentials
 
 study_app = typer.Typer(help="Run, report and list inverse-design studies.", **TYPER_SETTINGS)
@@ -17,38 +18,45 @@ app.add_typer(study_app, name="study")
 StorageOption = Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL (default: sqlite:///runs/NAME.db).")]
 
 
-def _recipe_cell(row, name: str) -> str:  # noqa: ANN001
-    """``0.49 [0.48, 0.50]`` (the recipe and its 80 % interval), or the bare value when the interval is unknown."""
+def _recipe_cell(row, name: str, sep: str = " ") -> str:  # noqa: ANN001
+    """``0.49 [0.48, 0.50]`` (the recipe and its 80 % interval, ``sep`` between), or the bare value when the interval is unknown."""
     value, lo, hi = row[f"{name}_mean"], row.get(f"{name}_lo"), row.get(f"{name}_hi")
     if lo is None or hi is None or lo != lo or hi != hi:
         return f"{value:.3g}"
-    return f"{value:.3g} [{lo:.3g}, {hi:.3g}]"
+    return f"{value:.3g}{sep}[{lo:.3g}, {hi:.3g}]"
 
 
 def _print_recipes(table, *, title: str, top: int, posterior=None) -> None:  # noqa: ANN001
-    """Print the first ``top`` rows of a ranked recipe table with rich (the CSV has every column)."""
+    """Print the first ``top`` rows of a ranked recipe table with rich (the CSV has every column).
+
+    One table when the terminal is wide enough; else values over their intervals on two lines, split into
+    tables that repeat rank and trial: a number is never folded or cut.
+    """
     from rich.console import Console
-    from rich.table import Table
 
     from generator.physics.recipes import RECIPE_NAMES
 
-    out = Table(title=title)
-    for column in ("rank", "trial", "meets", "mismatch", "uncert."):
-        out.add_column(column, justify="right", overflow="fold")
+    rows = [row for _, row in table.head(top).iterrows()]
     recipes = [n for n in RECIPE_NAMES if f"{n}_mean" in table.columns]
     measured = [c.removesuffix("_mean") for c in table.columns if c.endswith("_mean") and c.removesuffix("_mean") not in recipes]
     with_interval = "recipe_source" in table.columns and (table["recipe_source"] == "posterior").any()
-    for name in recipes:  # narrow terminals: names wrap, never cut
-        out.add_column(f"{name} [80 %]" if with_interval else name, justify="right", overflow="fold")
-    for name in measured:
-        out.add_column(name, justify="right", overflow="fold")
-    for _, row in table.head(top).iterrows():
-        cells = [str(row["rank"]), str(row["trial"]), "yes" if row["meets_targets"] else "no", f"{row['mismatch']:.3g}", f"{row['uncertainty']:.3g}"]
-        cells += [_recipe_cell(row, n) for n in recipes]
-        cells += [f"{row[f'{n}_mean']:.3g} ± {row[f'{n}_std']:.2g}" for n in measured]
-        out.add_row(*cells)
-    console = Console()  # the terminal's width (80 columns when it is unknown): cells wrap, never the table
-    console.print(out)
+    keys = [TableColumn("rank", [str(r["rank"]) for r in rows]), TableColumn("trial", [str(r["trial"]) for r in rows])]
+    status = [
+        TableColumn("meets", ["yes" if r["meets_targets"] else "no" for r in rows]),
+        TableColumn("mismatch", [f"{r['mismatch']:.3g}" for r in rows]),
+        TableColumn("uncert.", [f"{r['uncertainty']:.3g}" for r in rows]),
+    ]
+
+    def layout(sep: str) -> list[list[TableColumn]]:
+        header = (lambda n: f"{n}{sep}[80 %]") if with_interval else (lambda n: n)
+        return [
+            status,
+            [TableColumn(header(n), [_recipe_cell(r, n, sep) for r in rows]) for n in recipes],
+            [TableColumn(n, [f"{r[f'{n}_mean']:.3g}{sep}± {r[f'{n}_std']:.2g}" for r in rows]) for n in measured],
+        ]
+
+    console = Console()  # the terminal's width (80 columns when it is unknown)
+    print_fitting(console, title, keys, [layout(" "), layout("\n")])
     if recipes and not with_interval:
         console.print("recipes: the feature predictor's mean (this model has no training table, so no calibrated interval)")
     if posterior is not None and with_interval:

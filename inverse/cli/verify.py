@@ -8,6 +8,7 @@ import typer
 
 from generator.errors import InvalidInputError
 from inverse.cli._app import app
+from inverse.cli._tables import TableColumn, print_fitting
 
 if TYPE_CHECKING:
     import optuna
@@ -27,28 +28,46 @@ def _target_text(target: Target | None) -> str:
     return f"≥ {target.at_least:.4g}" if target.at_least is not None else f"≤ {target.at_most:.4g}"
 
 
-def _mean_std(mean: float | None, std: float | None) -> str:
+def _mean_std(mean: float | None, std: float | None, sep: str = " ") -> str:
+    """``0.4512 ± 0.0019`` (``sep`` before the ``±``), the bare mean without a std, ``n/a`` without a mean."""
     if mean is None or mean != mean:
         return "n/a"
-    return f"{mean:.4g} ± {std:.2g}" if std is not None and std == std else f"{mean:.4g}"
+    return f"{mean:.4g}{sep}± {std:.2g}" if std is not None and std == std else f"{mean:.4g}"
 
 
 def _yes(flag: bool) -> str:
     return "[green]yes[/]" if flag else "[red]no[/]"
 
 
-def print_report(report: VerificationReport) -> None:
-    """Print one rich table per verified recipe and a summary table."""
-    from rich.console import Console
-    from rich.table import Table
+def _descriptor_columns(report: VerificationReport, result, sep: str) -> list[list[TableColumn]]:  # noqa: ANN001
+    """The columns of one verified recipe's table (one row per descriptor; ``sep`` before each ``±``)."""
+    names = list(report.descriptor_names)
+    targets = [report.spec.targets.get(name) for name in names]
+    generated = [(result.generated_mean.get(n), result.generated_std.get(n)) for n in names]
+    simulated = [(result.simulated_mean.get(n), result.simulated_std.get(n)) for n in names]
+    difference = [abs(g - s) if g is not None and s is not None else float("nan") for (g, _), (s, _) in zip(generated, simulated, strict=True)]
+    return [[
+        TableColumn("target", [_target_text(t) for t in targets]),
+        TableColumn("generated", [_mean_std(m, s, sep) for m, s in generated]),
+        TableColumn("simulated", [_mean_std(m, s, sep) for m, s in simulated]),
+        TableColumn("|gen - sim|", [f"{d:.3g}" for d in difference]),
+        TableColumn("simulated meets",
+                    ["-" if t is None else _yes(result.target_distance.get(n, float("inf")) == 0.0) for n, t in zip(names, targets, strict=True)]),
+    ]]
 
-    console = Console(width=120)
+
+def print_report(report: VerificationReport) -> None:
+    """Print one rich table per verified recipe and a summary table (split to fit the terminal, numbers never cut)."""
+    from rich.console import Console
+
+    console = Console()  # the terminal's width (80 columns when it is unknown)
     settings = report.settings
     console.print(
         f"verified {len(report.results)} recipe(s) of study [bold]{report.study_name}[/] with the Cahn-Hilliard simulator "
         f"(preset {settings.preset or '?'} from the {settings.source}, grid {list(settings.ch.shape)}, dt {settings.ch.dt:g}, "
         f"{settings.n_phases} phases, {len(report.results[0].seeds)} seeds)"
     )
+    names = list(report.descriptor_names)
     for r in report.results:
         notes = []
         if r.below_spinodal:
@@ -59,28 +78,21 @@ def print_report(report: VerificationReport) -> None:
             f"rank {r.rank} · trial {r.trial} · φ={r.recipe['phi']:.3f} χ={r.recipe['chi']:.3f} "
             f"log t={r.recipe['log_time']:.3f} (t={r.time:.4g}, {r.steps} steps)"
         )
-        table = Table(title=title, caption="; ".join(notes) or None, title_justify="left")
-        for column in ("descriptor", "target", "generated", "simulated", "|gen - sim|", "simulated meets"):
-            table.add_column(column, justify="left" if column == "descriptor" else "right")
-        sim_mean, sim_std = r.simulated_mean, r.simulated_std
-        for name in report.descriptor_names:
-            target = report.spec.targets.get(name)
-            gen, sim = r.generated_mean.get(name), sim_mean.get(name)
-            diff = abs(gen - sim) if gen is not None and sim is not None else float("nan")
-            met = "-" if target is None else _yes(r.target_distance.get(name, float("inf")) == 0.0)
-            table.add_row(name, _target_text(target), _mean_std(gen, r.generated_std.get(name)), _mean_std(sim, sim_std.get(name)),
-                          f"{diff:.3g}", met)
-        console.print(table)
-    summary = Table(title="summary", title_justify="left")
-    for column in ("rank", "trial", "φ", "χ", "log t", "generated score", "simulated score", "generated meets", "simulated meets", "runs meeting"):
-        summary.add_column(column, justify="right")
-    for r in report.results:
-        summary.add_row(
-            str(r.rank), str(r.trial), f"{r.recipe['phi']:.3f}", f"{r.recipe['chi']:.3f}", f"{r.recipe['log_time']:.3f}",
-            f"{r.generated_score:.3g}", f"{r.score:.3g}", _yes(r.generated_meets_targets), _yes(r.meets_targets),
-            f"{round(r.fraction_meeting * len(r.seeds))}/{len(r.seeds)}",
-        )
-    console.print(summary)
+        print_fitting(console, title, [TableColumn("descriptor", names, justify="left")],
+                      [_descriptor_columns(report, r, " "), _descriptor_columns(report, r, "\n")],
+                      caption="; ".join(notes) or None, title_justify="left")
+    results = report.results
+    summary = [
+        [TableColumn("φ", [f"{r.recipe['phi']:.3f}" for r in results]), TableColumn("χ", [f"{r.recipe['chi']:.3f}" for r in results]),
+         TableColumn("log t", [f"{r.recipe['log_time']:.3f}" for r in results])],
+        [TableColumn("generated score", [f"{r.generated_score:.3g}" for r in results]),
+         TableColumn("simulated score", [f"{r.score:.3g}" for r in results])],
+        [TableColumn("generated meets", [_yes(r.generated_meets_targets) for r in results]),
+         TableColumn("simulated meets", [_yes(r.meets_targets) for r in results]),
+         TableColumn("runs meeting", [f"{round(r.fraction_meeting * len(r.seeds))}/{len(r.seeds)}" for r in results])],
+    ]
+    keys = [TableColumn("rank", [str(r.rank) for r in results]), TableColumn("trial", [str(r.trial) for r in results])]
+    print_fitting(console, "summary", keys, [summary], title_justify="left")
 
 
 def check_refine_options(refine: bool, budget: int, refine_seeds: int) -> None:
