@@ -34,7 +34,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from generator.descriptors import compute_batch
+from generator.descriptors import compute_batch, is_count
 from generator.errors import InvalidInputError
 from generator.model_info import ModelRecord, read_model_record
 from generator.physics.cahn_hilliard import CHParameters, spinodal_chi
@@ -119,10 +119,13 @@ def nearest_training_recipe(
 ) -> dict[str, float] | None:
     """The recipe of the training samples whose descriptors are nearest to ``descriptors``.
 
-    Distances are Euclidean over ``names`` (those present in both), each
+    Distances are Euclidean over ``names`` (those present in both, counts
+    such as ``STAT_n`` left out: they grow with the film's size, and a
+    128×128×64 film is compared with 64×64×64 training films), each
     descriptor scaled by its training standard deviation; the result is the
     mean ``phi``, ``chi``, ``log_time`` of the ``k`` nearest samples: the
-    recipe known to make such a microstructure. ``None`` without a table.
+    recipe known to make such a microstructure. ``None`` without a table or
+    without a shared size-independent descriptor.
 
     Parameters
     ----------
@@ -137,7 +140,7 @@ def nearest_training_recipe(
     """
     if table is None or not set(RECIPE) <= set(table.columns):
         return None
-    cols = [n for n in names if n in table.columns and np.isfinite(descriptors.get(n, np.nan))]
+    cols = [n for n in names if n in table.columns and not is_count(n) and np.isfinite(descriptors.get(n, np.nan))]
     if not cols:
         return None
     values = table[cols].to_numpy(dtype=np.float64)

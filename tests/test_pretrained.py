@@ -76,7 +76,7 @@ def test_model_card_matches_the_shipped_bundle():
 
     text = CARD.read_text()
     bundle = read_bundle(DEFAULT_BUNDLE)
-    assert _card_number(r"Bundle size: ([\d.]+) MB") == pytest.approx(DEFAULT_BUNDLE.stat().st_size / 2**20, abs=0.01)
+    assert _card_number(r"Bundle size: ([\d.]+) MiB") == pytest.approx(DEFAULT_BUNDLE.stat().st_size / 2**20, abs=0.01)
     # measured on held-out physics films of the default size, trained on every film of the training set
     assert "held-out physics films of 128×128×64" in text
     assert _card_number(r"trained on (\d+) films") == len(bundle["descriptor_table"]["values"])

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import optuna
 
     from inverse.spec import Target
-    from inverse.verify import VerificationReport
+    from inverse.verify import RecipeVerification, VerificationReport
 
 
 def _target_text(target: Target | None) -> str:
@@ -39,7 +39,7 @@ def _yes(flag: bool) -> str:
     return "[green]yes[/]" if flag else "[red]no[/]"
 
 
-def _descriptor_columns(report: VerificationReport, result, sep: str) -> list[list[TableColumn]]:  # noqa: ANN001
+def _descriptor_columns(report: VerificationReport, result: RecipeVerification, sep: str) -> list[list[TableColumn]]:
     """The columns of one verified recipe's table (one row per descriptor; ``sep`` before each ``±``)."""
     names = list(report.descriptor_names)
     targets = [report.spec.targets.get(name) for name in names]
@@ -50,9 +50,9 @@ def _descriptor_columns(report: VerificationReport, result, sep: str) -> list[li
         TableColumn("target", [_target_text(t) for t in targets]),
         TableColumn("generated", [_mean_std(m, s, sep) for m, s in generated]),
         TableColumn("simulated", [_mean_std(m, s, sep) for m, s in simulated]),
-        TableColumn("|gen - sim|", [f"{d:.3g}" for d in difference]),
-        TableColumn("simulated meets",
-                    ["-" if t is None else _yes(result.target_distance.get(n, float("inf")) == 0.0) for n, t in zip(names, targets, strict=True)]),
+        TableColumn("|Δ|", [f"{d:.3g}" for d in difference]),  # |generated - simulated|
+        TableColumn("meets", ["-" if t is None else _yes(result.target_distance.get(n, float("inf")) == 0.0)
+                              for n, t in zip(names, targets, strict=True)], markup=True),
     ]]
 
 
@@ -87,8 +87,8 @@ def print_report(report: VerificationReport) -> None:
          TableColumn("log t", [f"{r.recipe['log_time']:.3f}" for r in results])],
         [TableColumn("generated score", [f"{r.generated_score:.3g}" for r in results]),
          TableColumn("simulated score", [f"{r.score:.3g}" for r in results])],
-        [TableColumn("generated meets", [_yes(r.generated_meets_targets) for r in results]),
-         TableColumn("simulated meets", [_yes(r.meets_targets) for r in results]),
+        [TableColumn("generated meets", [_yes(r.generated_meets_targets) for r in results], markup=True),
+         TableColumn("simulated meets", [_yes(r.meets_targets) for r in results], markup=True),
          TableColumn("runs meeting", [f"{round(r.fraction_meeting * len(r.seeds))}/{len(r.seeds)}" for r in results])],
     ]
     keys = [TableColumn("rank", [str(r.rank) for r in results]), TableColumn("trial", [str(r.trial) for r in results])]

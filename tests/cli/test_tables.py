@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from inverse.cli._tables import TableColumn, packed_tables, print_fitting
+from inverse.cli._tables import TableColumn, packed_tables, print_fitting, print_tables
 
 ROWS = 4
 KEYS = [TableColumn("rank", [str(i + 1) for i in range(ROWS)]), TableColumn("trial", [str(10 + i) for i in range(ROWS)])]
@@ -61,3 +61,30 @@ def test_a_group_wider_than_the_terminal_is_split_between_its_columns():
     flat = [str(c.header) for t in tables for c in t.columns if str(c.header) not in ("rank", "trial")]
     assert flat == ["phi\n[80 %]", "chi\n[80 %]", "log_time\n[80 %]", "ABS_f_D", "CT_f_D_tort1", "CT_f_A_tort1"]
     assert len(tables) >= 4
+
+
+def test_a_terminal_too_narrow_for_one_column_gets_it_whole_and_wider():
+    console = Console(file=io.StringIO(), width=20)
+    print_tables(console, packed_tables(console, "t", KEYS, _groups("\n")))
+    out = console.file.getvalue()
+    assert "…" not in out
+    for cell in _cells("\n") | {"rank", "trial"}:
+        assert cell in out, (cell, out)
+
+
+def test_cells_are_text_unless_a_column_says_markup():
+    console = Console(file=io.StringIO(), width=80, record=True)
+    keys = [TableColumn("rank", ["1"])]
+    columns = [TableColumn("chi [80 %]", ["3.2 [inf, 3.4]"]), TableColumn("meets", ["[green]yes[/]"], markup=True)]
+    print_fitting(console, None, keys, [[columns]])
+    out = console.export_text()
+    assert "3.2 [inf, 3.4]" in out and "yes" in out and "[green]" not in out
+
+
+def test_the_caption_goes_under_the_last_table_only_and_a_layout_is_needed():
+    console = Console(file=io.StringIO(), width=60, record=True)
+    print_fitting(console, "t", KEYS, [_groups("\n")], caption="a note")
+    out = console.export_text()
+    assert out.count("a note") == 1 and out.rstrip().endswith("a note")
+    with pytest.raises(ValueError, match="layout"):
+        print_fitting(console, "t", KEYS, [])

@@ -64,9 +64,12 @@ def test_study_run_verify_stores_and_verify_reports(verified_study, monkeypatch,
     (trial, entry), = stored["trials"].items()
     assert entry["n_runs"] == 2 and set(entry["simulated_mean"]) >= {"ABS_f_D", "CT_f_A_tort1"}
 
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, err = _run(monkeypatch, capsys, "verify", "cliv", "--storage", url, "--top-k", "1", "--seeds", "1", "--seed", "7", "--no-progress")
     assert code == 0, err
     assert f"trial {trial}" in out and "simulated" in out and "summary" in out and "ABS_f_D" in out
+    drawn = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert max(map(len, drawn)) <= 80 and "…" not in out, out  # tables fit an 80-column terminal, no number cut
     again = optuna.load_study(study_name="cliv", storage=url).user_attrs["verification"]["trials"][trial]
     assert again["seeds"] == [7]
     assert f"{again['simulated_mean']['ABS_f_D']:.4g}" in out

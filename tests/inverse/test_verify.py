@@ -124,6 +124,9 @@ def test_nearest_training_recipe_finds_the_sample_itself(tiny_dataset):
     averaged = verify.nearest_training_recipe(row[names].to_dict(), table, names, k=len(table))
     assert averaged == pytest.approx({n: table[n].mean() for n in physics_recipes.RECIPE_NAMES})
     assert verify.nearest_training_recipe(row[names].to_dict(), None, names) is None
+    bigger = row[names].to_dict() | {"STAT_e": 4.0 * row["STAT_e"]}  # the same film, 4x the area: counts grow, fractions do not
+    assert verify.nearest_training_recipe(bigger, table, names, k=1) == pytest.approx(found)
+    assert verify.nearest_training_recipe({"STAT_e": row["STAT_e"]}, table, ["STAT_e"]) is None  # counts alone say nothing
     assert verify.outside_training({"phi": 0.7, "chi": 3.0, "log_time": 2.0}, table) == ["phi", "log_time"]
     assert verify.outside_training({"phi": 0.5, "chi": 3.0, "log_time": 1.0}, table) == []
 
